@@ -1,0 +1,58 @@
+"""The ``mlrag`` command. Each subcommand lives in the package that owns it and is imported
+by name only here (``rag`` itself never imports those packages at import time)::
+
+    mlrag ingest   load, chunk and embed the sources into Chroma       (ingest.cli)
+
+A subcommand module exposes ``register(subparsers) -> None`` (adds its parser and sets
+``func`` to a ``(args, settings) -> int`` handler); its heavy imports stay inside the handler
+so ``mlrag --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from rag.errors import MlragError
+
+# Subcommand modules, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = ("ingest.cli",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="mlrag",
+        description="Grounded, cited answers to machine-learning questions from a document corpus.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mlrag`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from rag.config import Settings
+
+    try:
+        settings = Settings()
+        return int(args.func(args, settings) or 0)
+    except MlragError as exc:
+        print(f"mlrag {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"mlrag {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

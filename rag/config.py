@@ -1,0 +1,123 @@
+"""One settings object for the whole project.
+
+Values come from (highest first): explicit keyword arguments, ``MLRAG_*`` environment
+variables, an optional ``mlrag.toml`` (path in ``MLRAG_CONFIG``, default ``./mlrag.toml``),
+then the defaults below — every default works offline on a CPU-only machine.
+
+Pass a :class:`Settings` explicitly to whatever needs it; there is no module-level instance.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every tunable of mlrag. See the README's settings table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLRAG_",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Field(Path("data"), description="Everything ingest writes (index, models, adapters, feedback).")
+    chroma_url: str | None = Field(None, description="Use a Chroma server (http://host:port) instead of the embedded store.")
+    collection: str = Field("mlrag", description="Chroma collection name.")
+
+    # --- corpus & ingest -----------------------------------------------------------------
+    sources: Path = Field(PROJECT_ROOT / "corpus" / "sources.toml", description="The sources file to ingest.")
+    mirror: Path | None = Field(None, description="Folder with MANIFEST.json mapping URL → local file; URLs resolve there instead of the network.")
+    chunk_tokens: int = Field(200, ge=32, le=512, description="Chunk size in embedding-model tokens (header included, must fit the model window).")
+    chunk_overlap: int = Field(32, ge=0, le=256, description="Overlap between neighbouring chunks, in tokens.")
+    fetch_timeout_s: float = Field(15.0, gt=0, description="HTTP timeout per request when fetching URL sources.")
+    fetch_max_bytes: int = Field(5_000_000, gt=0, description="Size cap per fetched page.")
+    fetch_delay_s: float = Field(1.0, ge=0, description="Polite delay between requests to the same host.")
+    user_agent: str = Field("mlrag/0.1 (+https://github.com/mlrag)", description="User-Agent sent when fetching.")
+    embed_batch_size: int = Field(32, ge=1, description="Chunks per embedding batch.")
+
+    # --- models --------------------------------------------------------------------------
+    embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="Sentence-transformers model: hub name or local path (the packaged copy is used when installed).")
+    torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = number of CPU cores.")
+    reranker_model: str | None = Field(None, description="CrossEncoder for '+rerank' retrievers, path or hub name (e.g. cross-encoder/ms-marco-MiniLM-L6-v2).")
+    local_model: str = Field("HuggingFaceTB/SmolLM2-135M-Instruct", description="Local LLM: hub name or path (SmolLM2 comes from the packaged GGUF when installed).")
+    local_4bit: bool = Field(True, description="Load the local LLM in 4-bit nf4 (bitsandbytes).")
+    local_max_new_tokens: int = Field(200, ge=1, le=4096, description="Generation length limit of the local LLM.")
+    local_queue_size: int = Field(4, ge=0, description="Requests that may wait for the local LLM before new ones are refused.")
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("MLRAG_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"), description="Claude API key (ANTHROPIC_API_KEY); enables the 'claude' generator.")
+    anthropic_base_url: str | None = Field(None, description="Override the Anthropic API base URL (proxies, tests).")
+    claude_model: str = Field("claude-sonnet-4-5", description="Claude model name.")
+    claude_max_retries: int = Field(3, ge=0, description="Retries on 429/500/529 and timeouts.")
+    claude_timeout_s: float = Field(60.0, gt=0, description="Claude request timeout.")
+
+    # --- retrieval & answering -----------------------------------------------------------
+    retriever: str = Field("hybrid", description="Default retriever: dense, bm25, hybrid, or any of them + '+rerank'.")
+    generator: str = Field("auto", description="Default generator: auto, claude, local, extractive.")
+    offline_generator: str = Field("extractive", description="What 'auto' uses without an Anthropic key.")
+    k: int = Field(5, ge=1, description="Default number of context chunks.")
+    max_k: int = Field(50, ge=1, description="Largest k a caller may ask for.")
+    hybrid_weights: tuple[float, float] = Field((1.0, 1.0), description="RRF weights of (dense, bm25).")
+    rrf_k: int = Field(60, ge=1, description="RRF rank constant.")
+    source_boost: dict[str, float] = Field(default_factory=dict, description="Score multiplier per topic (prior for the user's own page).")
+    rerank_candidates: int = Field(30, ge=1, description="Candidates the reranker re-scores.")
+    mmr_lambda: float | None = Field(None, ge=0, le=1, description="MMR relevance/diversity trade-off; None disables MMR.")
+    abstain_threshold: float = Field(0.3, description="Best dense similarity below which the answer is 'not covered'.")
+    max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
+
+    # --- service -------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address `mlrag serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `mlrag serve` binds.")
+
+    @field_validator("data_dir", "sources", "mirror", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("MLRAG_CONFIG", "mlrag.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    # --- derived paths -------------------------------------------------------------------
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"
+
+    def effective_threads(self) -> int:
+        return self.torch_threads or (os.cpu_count() or 1)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as JSON-safe values with secrets masked (for run records and logs)."""
+        return self.model_dump(mode="json")

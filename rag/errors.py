@@ -1,0 +1,81 @@
+"""Typed exceptions raised by the core. The API maps them to HTTP status codes and the CLI
+prints their message on one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class MlragError(Exception):
+    """Base class of every error the project raises on purpose."""
+
+    code: str = "internal_error"
+    http_status: int = 500
+
+
+class InvalidInputError(MlragError, ValueError):
+    """The caller gave a value that cannot be used (empty question, bad k, ...)."""
+
+    code = "invalid_input"
+    http_status = 400
+
+
+class UnknownNameError(InvalidInputError):
+    """A retriever, generator, adapter or other registry name that does not exist."""
+
+    code = "unknown_name"
+    http_status = 400
+
+
+class EmptyIndexError(MlragError):
+    """Nothing has been ingested yet, so there is nothing to search."""
+
+    code = "empty_index"
+    http_status = 503
+
+
+class ModelUnavailableError(MlragError):
+    """A model file or package is missing, or a model cannot be loaded."""
+
+    code = "model_unavailable"
+    http_status = 503
+
+
+class GenerationError(MlragError):
+    """The generator failed (possibly mid-answer); no partial answer is returned as complete."""
+
+    code = "generation_failed"
+    http_status = 502
+
+
+class UpstreamUnavailableError(GenerationError):
+    """A remote model (Claude) is unreachable, overloaded or rate-limited after all retries."""
+
+    code = "upstream_unavailable"
+    http_status = 503
+
+
+class CapacityError(MlragError):
+    """The generator queue is full; retry later."""
+
+    code = "capacity_exhausted"
+    http_status = 503
+
+
+class IngestLockedError(MlragError):
+    """Another ingest holds the data directory's lock."""
+
+    code = "ingest_locked"
+    http_status = 409
+
+
+class SourceError(MlragError):
+    """One source could not be loaded (missing path, bad bytes, HTTP error, ...)."""
+
+    code = "source_failed"
+    http_status = 422
+
+
+class ConfigError(MlragError):
+    """A configuration or sources file is malformed."""
+
+    code = "bad_config"
+    http_status = 500

@@ -1,0 +1,1 @@
+"""Generators by name: ``claude``, ``local``, ``extractive`` and ``auto``."""

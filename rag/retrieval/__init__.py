@@ -1,0 +1,1 @@
+"""Retrievers by name: ``dense``, ``bm25``, ``hybrid``, and ``<name>+rerank``."""

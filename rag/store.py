@@ -1,0 +1,244 @@
+"""The chunk store: a Chroma collection (embedded ``PersistentClient`` under the data dir, or
+a ``chroma run`` server when ``MLRAG_CHROMA_URL`` is set), cosine space, always with our own
+embedding function. Embeddings are computed by :class:`rag.embeddings.Embedder` and passed in
+explicitly so batching and progress stay under our control.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from rag.embeddings import Embedder, chroma_embedding_function
+from rag.errors import ConfigError
+from rag.types import Chunk
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Chunk fields stored as Chroma metadata next to the chunk's own metadata.
+_RESERVED = ("doc_id", "section", "position")
+_PAGE = 1000  # rows per paged read; keeps memory and HTTP bodies bounded
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """What the store knows about one ingested document."""
+
+    doc_id: str
+    doc_hash: str
+    n_chunks: int  # chunks the document should have (recorded at ingest)
+    stored_chunks: int  # chunks actually present
+    title: str
+    source: str
+    url: str
+    topic: str
+
+    @property
+    def complete(self) -> bool:
+        return self.stored_chunks == self.n_chunks
+
+
+def _scalar_metadata(values: dict[str, Any]) -> dict[str, str | int | float | bool]:
+    """Chroma accepts only scalar metadata values; drop None and stringify the rest."""
+    out: dict[str, str | int | float | bool] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        out[key] = value if isinstance(value, str | int | float | bool) else str(value)
+    return out
+
+
+def chunk_to_metadata(chunk: Chunk) -> dict[str, str | int | float | bool]:
+    """Flatten a chunk's fields into Chroma metadata."""
+    return _scalar_metadata(
+        {**chunk.metadata, "doc_id": chunk.doc_id, "section": chunk.section, "position": chunk.position}
+    )
+
+
+def chunk_from_record(chunk_id: str, text: str, metadata: dict[str, Any] | None) -> Chunk:
+    """Rebuild a :class:`Chunk` from a Chroma record."""
+    meta = dict(metadata or {})
+    doc_id = str(meta.pop("doc_id", ""))
+    section = str(meta.pop("section", ""))
+    position = int(meta.pop("position", 0))
+    return Chunk(id=chunk_id, doc_id=doc_id, text=text, section=section, position=position, metadata=meta)
+
+
+def corpus_version_of(ids: Iterable[str]) -> str:
+    """A digest of the set of chunk ids: changes whenever any chunk is added or removed."""
+    digest = hashlib.sha256()
+    for chunk_id in sorted(ids):
+        digest.update(chunk_id.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()[:16]
+
+
+def make_chroma_client(settings: Settings) -> Any:
+    """An embedded persistent client, or an HTTP client when ``chroma_url`` is set."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_url:
+        parsed = urlparse(settings.chroma_url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError(f"MLRAG_CHROMA_URL must be http(s)://host:port, got {settings.chroma_url!r}")
+        return chromadb.HttpClient(
+            host=parsed.hostname,
+            port=parsed.port or (443 if parsed.scheme == "https" else 80),
+            ssl=parsed.scheme == "https",
+            settings=chroma_settings,
+        )
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+
+
+class ChunkStore:
+    """Chunks with their embeddings in one Chroma collection."""
+
+    VERSION_KEY = "corpus_version"
+
+    def __init__(self, client: Any, collection_name: str, embedder: Embedder) -> None:
+        self.client = client
+        self.embedder = embedder
+        self.collection_name = collection_name
+        self.collection = client.get_or_create_collection(
+            name=collection_name,
+            embedding_function=chroma_embedding_function(embedder),
+            configuration={"hnsw": {"space": "cosine"}},
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> ChunkStore:
+        embedder = embedder or Embedder.from_settings(settings)
+        return cls(make_chroma_client(settings), settings.collection, embedder)
+
+    # --- writing -------------------------------------------------------------------------
+    def upsert(self, chunks: list[Chunk], embeddings: np.ndarray) -> None:
+        """Insert or replace chunks with precomputed embeddings (indexed text = header + text)."""
+        if not chunks:
+            return
+        self.collection.upsert(
+            ids=[c.id for c in chunks],
+            documents=[c.text for c in chunks],
+            metadatas=[chunk_to_metadata(c) for c in chunks],
+            embeddings=[row.tolist() for row in embeddings],
+        )
+
+    def update_metadata(self, chunks: list[Chunk]) -> None:
+        """Refresh metadata (position, section, doc hash) of chunks whose text is unchanged."""
+        if chunks:
+            self.collection.update(ids=[c.id for c in chunks], metadatas=[chunk_to_metadata(c) for c in chunks])
+
+    def delete(self, ids: list[str]) -> None:
+        """Remove chunks by id (missing ids are ignored)."""
+        for start in range(0, len(ids), _PAGE):
+            self.collection.delete(ids=ids[start : start + _PAGE])
+
+    def set_corpus_version(self, version: str) -> None:
+        """Record the corpus version in the collection metadata (read by lexical indexes)."""
+        meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        meta[self.VERSION_KEY] = version
+        self.collection.modify(metadata=meta)
+
+    # --- reading -------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def corpus_version(self) -> str:
+        """The recorded corpus version ("" when nothing was ever ingested)."""
+        meta = self.collection.metadata or {}
+        return str(meta.get(self.VERSION_KEY, ""))
+
+    def all_ids(self) -> list[str]:
+        ids: list[str] = []
+        offset = 0
+        while True:
+            page = self.collection.get(include=[], limit=_PAGE, offset=offset)
+            ids.extend(page["ids"])
+            if len(page["ids"]) < _PAGE:
+                return ids
+            offset += _PAGE
+
+    def iter_chunks(self, where: dict[str, Any] | None = None) -> Iterator[Chunk]:
+        """Every stored chunk (optionally filtered), read in pages."""
+        offset = 0
+        while True:
+            page = self.collection.get(
+                where=where, include=["documents", "metadatas"], limit=_PAGE, offset=offset
+            )
+            for chunk_id, text, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
+                yield chunk_from_record(chunk_id, text, meta)
+            if len(page["ids"]) < _PAGE:
+                return
+            offset += _PAGE
+
+    def get_chunks(self, ids: list[str]) -> list[Chunk]:
+        """Chunks by id, in the order asked (missing ids are skipped)."""
+        if not ids:
+            return []
+        page = self.collection.get(ids=ids, include=["documents", "metadatas"])
+        by_id = {
+            cid: chunk_from_record(cid, text, meta)
+            for cid, text, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    def chunk_ids_for(self, doc_id: str) -> list[str]:
+        return list(self.collection.get(where={"doc_id": doc_id}, include=[])["ids"])
+
+    def documents(self) -> dict[str, DocumentInfo]:
+        """Per-document summary built from chunk metadata."""
+        docs: dict[str, dict[str, Any]] = {}
+        offset = 0
+        while True:
+            page = self.collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            for meta in page["metadatas"]:
+                meta = meta or {}
+                doc_id = str(meta.get("doc_id", ""))
+                entry = docs.setdefault(doc_id, {"meta": meta, "stored": 0})
+                entry["stored"] += 1
+            if len(page["ids"]) < _PAGE:
+                break
+            offset += _PAGE
+        return {
+            doc_id: DocumentInfo(
+                doc_id=doc_id,
+                doc_hash=str(e["meta"].get("doc_hash", "")),
+                n_chunks=int(e["meta"].get("n_chunks", e["stored"])),
+                stored_chunks=e["stored"],
+                title=str(e["meta"].get("title", "")),
+                source=str(e["meta"].get("source", "")),
+                url=str(e["meta"].get("url", "")),
+                topic=str(e["meta"].get("topic", "")),
+            )
+            for doc_id, e in docs.items()
+        }
+
+    def query(
+        self, vector: np.ndarray, n: int, where: dict[str, Any] | None = None
+    ) -> list[tuple[Chunk, float]]:
+        """Nearest chunks to ``vector`` with cosine similarity (1 - cosine distance)."""
+        if n <= 0:
+            return []
+        result = self.collection.query(
+            query_embeddings=[vector.tolist()],
+            n_results=n,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            (chunk_from_record(cid, text, meta), 1.0 - float(dist))
+            for cid, text, meta, dist in zip(
+                result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True
+            )
+        ]
