@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from rag.errors import MlragError
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("ingest.cli",)
+COMMAND_MODULES: tuple[str, ...] = ("ingest.cli", "rag.search_cli", "rag.ask_cli", "api.serve_cli", "eval.cli", "finetune.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

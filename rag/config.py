@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(5_000_000, gt=0, description="Size cap per fetched page.")
     fetch_delay_s: float = Field(1.0, ge=0, description="Polite delay between requests to the same host.")
     user_agent: str = Field("mlrag/0.1 (+https://github.com/mlrag)", description="User-Agent sent when fetching.")
+    fetch_max_pages: int = Field(200, ge=1, description="Most pages one URL source's link crawl fetches (start page included).")
     embed_batch_size: int = Field(32, ge=1, description="Chunks per embedding batch.")
+    ingest_lock_timeout_s: float = Field(0.0, ge=0, description="Seconds an ingest waits for another ingest on the same data dir to finish before failing (0 = fail at once: a second concurrent ingest is usually a mistake).")
 
     # --- models --------------------------------------------------------------------------
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="Sentence-transformers model: hub name or local path (the packaged copy is used when installed).")
@@ -57,11 +59,13 @@ class Settings(BaseSettings):
     local_4bit: bool = Field(True, description="Load the local LLM in 4-bit nf4 (bitsandbytes).")
     local_max_new_tokens: int = Field(200, ge=1, le=4096, description="Generation length limit of the local LLM.")
     local_queue_size: int = Field(4, ge=0, description="Requests that may wait for the local LLM before new ones are refused.")
+    local_repetition_penalty: float = Field(1.1, ge=1.0, le=2.0, description="Repetition penalty of the local LLM's greedy decoding (small models loop without it).")
     anthropic_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("MLRAG_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"), description="Claude API key (ANTHROPIC_API_KEY); enables the 'claude' generator.")
     anthropic_base_url: str | None = Field(None, description="Override the Anthropic API base URL (proxies, tests).")
     claude_model: str = Field("claude-sonnet-4-5", description="Claude model name.")
     claude_max_retries: int = Field(3, ge=0, description="Retries on 429/500/529 and timeouts.")
     claude_timeout_s: float = Field(60.0, gt=0, description="Claude request timeout.")
+    claude_max_tokens: int = Field(1024, ge=1, le=64000, description="Longest Claude answer in tokens; an answer cut off at this limit is an error, not a partial answer.")
 
     # --- retrieval & answering -----------------------------------------------------------
     retriever: str = Field("hybrid", description="Default retriever: dense, bm25, hybrid, or any of them + '+rerank'.")
@@ -75,11 +79,25 @@ class Settings(BaseSettings):
     rerank_candidates: int = Field(30, ge=1, description="Candidates the reranker re-scores.")
     mmr_lambda: float | None = Field(None, ge=0, le=1, description="MMR relevance/diversity trade-off; None disables MMR.")
     abstain_threshold: float = Field(0.3, description="Best dense similarity below which the answer is 'not covered'.")
+    support_threshold: float = Field(0.5, ge=0, le=1, description="Answer sentences whose support (0.5*best embedding cosine to a cited sentence + 0.5*content-word recall in the cited text, see rag.grounding) is below this are unsupported; strict answers drop them.")
     max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
 
     # --- service -------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address `mlrag serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `mlrag serve` binds.")
+    api_key_hashes: list[str] = Field(default_factory=list, description="sha256 hex digests of API keys; when set, every /v1 route and /metrics needs `Authorization: Bearer <key>`.")
+    admin_key_hashes: list[str] = Field(default_factory=list, description="sha256 hex digests of admin keys (ingest, feedback export); admin routes are refused while empty.")
+    rate_limit_per_minute: int = Field(0, ge=0, description="Requests per minute per API key or client IP (token bucket); 0 = off.")
+    max_body_bytes: int = Field(65_536, ge=1024, description="Largest request body accepted (413 above).")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default).")
+    ingest_roots: list[Path] = Field(default_factory=list, description="Folders whose files may be ingested over HTTP (empty = no local paths).")
+    allow_private_urls: bool = Field(False, description="Allow ingesting URLs on loopback, private or link-local addresses.")
+    max_concurrent_generations: int = Field(2, ge=1, description="Answers generated at the same time by the API.")
+    max_queued_generations: int = Field(8, ge=0, description="Answers that may wait for a generation slot before new ones get 503.")
+    stream_idle_timeout_s: float = Field(120.0, gt=0, description="A streamed answer that produces no event for this long ends with an error event.")
+    slack_signing_secret: SecretStr | None = Field(None, description="Slack signing secret; enables the /slack/events route.")
+    slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...) used to reply.")
+    slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (tests point it at a local fake).")
 
     @field_validator("data_dir", "sources", "mirror", mode="after")
     @classmethod

@@ -1,0 +1,192 @@
+"""``[n]`` citation markers: parsing, removing markers that point at nothing, and turning the
+kept ones into :class:`~rag.types.Citation` objects that quote the exact supporting sentence
+of the cited chunk.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rag.sentences import SentenceEmbeddings, cached_sentences, content_words, split_sentences
+from rag.types import Citation, Hit
+
+if TYPE_CHECKING:
+    from rag.embeddings import Embedder
+
+# "[1]", "[1, 3]", "[2,4]"; "[1][2]" is two consecutive markers.
+MARKER = re.compile(r"\[\s*(\d{1,4}(?:\s*,\s*\d{1,4})*)\s*\]")
+_MARKER_WITH_SPACE = re.compile(r"\s*" + MARKER.pattern)
+_LEADING_MARKERS = re.compile(r"(?:\s*\[\s*\d{1,4}(?:\s*,\s*\d{1,4})*\s*\])+[.,;:]?")
+_CODE_SPAN = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.S)
+
+# How a quote is chosen and how support is scored: equal weight to meaning (embedding cosine)
+# and wording (share of the answer sentence's content words found in the cited text).
+EMBEDDING_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class AnswerSentence:
+    """One sentence of an answer: ``text`` (with markers) is ``answer[start:end]``."""
+
+    text: str
+    start: int
+    end: int
+    numbers: list[int] = field(default_factory=list)  # cited context blocks, in order
+
+    @property
+    def plain(self) -> str:
+        """The sentence without its citation markers."""
+        return " ".join(_MARKER_WITH_SPACE.sub("", self.text).split())
+
+
+def _code_spans(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _CODE_SPAN.finditer(text)]
+
+
+def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
+    return any(a <= pos < b for a, b in spans)
+
+
+def parse_numbers(marker: str) -> list[int]:
+    """The block numbers of one marker's inner text (``"1, 3"`` → ``[1, 3]``)."""
+    return [int(x) for x in re.findall(r"\d+", marker)]
+
+
+def clean_markers(text: str, n_blocks: int) -> tuple[str, int]:
+    """Drop marker numbers outside ``1..n_blocks`` (a marker left empty disappears with the
+    space before it); returns the text and how many numbers were removed. Brackets inside
+    code (``x[0]``) are not markers."""
+    code = _code_spans(text)
+    removed = 0
+    out: list[str] = []
+    last = 0
+    for match in MARKER.finditer(text):
+        if _inside(match.start(), code):
+            continue
+        numbers = parse_numbers(match.group(1))
+        valid = list(dict.fromkeys(n for n in numbers if 1 <= n <= n_blocks))
+        removed += len(numbers) - len([n for n in numbers if 1 <= n <= n_blocks])
+        if len(valid) == len(numbers):
+            continue  # unchanged marker
+        before = text[last : match.start()]
+        if valid:
+            out.append(before + "[" + ", ".join(str(n) for n in valid) + "]")
+        else:
+            # The space before a dropped marker goes too: "claim [9]." becomes "claim.".
+            out.append(before.rstrip(" \t"))
+        last = match.end()
+    out.append(text[last:])
+    return "".join(out), removed
+
+
+def split_answer(text: str) -> list[AnswerSentence]:
+    """Sentences of an answer, each owning the markers that follow it ("Claim. [1] Next."
+    gives the "[1]" to "Claim."). Headings are not claims and are left out."""
+    code = _code_spans(text)
+    pieces: list[list[int]] = []  # [start, end] spans
+    for sentence in split_sentences(text):
+        if sentence.kind == "heading":
+            continue
+        start, end = sentence.start, sentence.end
+        lead = _LEADING_MARKERS.match(text, start)
+        if pieces and lead is not None and lead.end() > start:
+            # The markers belong to the previous sentence.
+            pieces[-1][1] = lead.end()
+            start = lead.end()
+            while start < end and text[start].isspace():
+                start += 1
+        if start < end:
+            pieces.append([start, end])
+    result = []
+    for start, end in pieces:
+        chunk = text[start:end]
+        numbers = [
+            n
+            for m in MARKER.finditer(chunk)
+            if not _inside(start + m.start(), code)
+            for n in parse_numbers(m.group(1))
+        ]
+        result.append(AnswerSentence(chunk, start, end, list(dict.fromkeys(numbers))))
+    return result
+
+
+def lexical_recall(sentence: str, evidence: str) -> float:
+    """Share of the sentence's content words that occur in ``evidence`` (1.0 when the
+    sentence has none: it claims nothing checkable)."""
+    words = content_words(sentence)
+    if not words:
+        return 1.0
+    return len(words & content_words(evidence)) / len(words)
+
+
+def best_quote(claims: list[str], hit: Hit, cache: SentenceEmbeddings) -> str:
+    """The sentence of ``hit``'s chunk that best supports any of ``claims`` (verbatim)."""
+    for claim in claims:
+        # A claim copied from the chunk is supported by the sentence it was copied from.
+        for sentence in cached_sentences(hit.chunk.text):
+            if sentence.kind != "heading" and len(claim) >= 20 and claim in sentence.text:
+                return sentence.text
+    sentences, vectors = cache.get(hit.chunk.text)
+    candidates = [i for i, s in enumerate(sentences) if s.kind != "heading"] or list(
+        range(len(sentences))
+    )
+    if not candidates:
+        return hit.chunk.text.strip()[:300]
+    best_i, best_score = candidates[0], -np.inf
+    sims = vectors @ cache.embed_texts(claims).T if claims else np.zeros((len(sentences), 0))
+    # Claims outer: on ties (several verbatim claims) the first claim's sentence wins.
+    for j, claim in enumerate(claims):
+        for i in candidates:
+            score = EMBEDDING_WEIGHT * float(sims[i, j]) + (1 - EMBEDDING_WEIGHT) * lexical_recall(
+                claim, sentences[i].text
+            )
+            if score > best_score:
+                best_i, best_score = i, score
+    return sentences[best_i].text
+
+
+def build_citations(
+    text: str, hits: list[Hit], embedder: Embedder, cache: SentenceEmbeddings | None = None
+) -> list[Citation]:
+    """One citation per context block cited in ``text`` (markers must already be clean),
+    ordered by block number, each quoting the chunk sentence that best supports the first
+    answer sentence citing it."""
+    cache = cache or SentenceEmbeddings(embedder)
+    sentences = split_answer(text)
+    claims_by_n: dict[int, list[str]] = {}
+    for sentence in sentences:
+        for n in sentence.numbers:
+            if 1 <= n <= len(hits):
+                claims_by_n.setdefault(n, []).append(sentence.plain)
+    citations = []
+    for n in sorted(claims_by_n):
+        hit = hits[n - 1]
+        claims = claims_by_n[n]
+        # The first claim citing n is what the reader meets first: quote its support.
+        quote = best_quote(claims[:1], hit, cache)
+        chunk = hit.chunk
+        citations.append(
+            Citation(
+                n=n,
+                chunk_id=chunk.id,
+                source=chunk.source,
+                title=chunk.title,
+                url=chunk.url,
+                quote=quote,
+                section=chunk.section,
+            )
+        )
+    return citations
+
+
+def postprocess(
+    answer_text: str, hits: list[Hit], embedder: Embedder, cache: SentenceEmbeddings | None = None
+) -> tuple[str, list[Citation], int]:
+    """Clean an answer's markers and build its citations: ``(clean_text, citations,
+    removed)`` where ``removed`` counts marker numbers that pointed at no context block."""
+    clean_text, removed = clean_markers(answer_text, len(hits))
+    return clean_text, build_citations(clean_text, hits, embedder, cache), removed

@@ -1,0 +1,359 @@
+"""The RAG pipeline: validation, retrieval, abstention, post-processing, streaming."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pydantic import SecretStr
+
+from rag.citations import split_answer
+from rag.errors import EmptyIndexError, GenerationError, InvalidInputError, UnknownNameError
+from rag.generation.extractive import ExtractiveGenerator
+from rag.generation.registry import GENERATOR_NAMES, build_generator, resolve_generator_name
+from rag.pipeline import RAG
+from rag.prompt import ABSTAIN_TEXT
+from rag.relevance import best_similarity
+from rag.store import ChunkStore
+from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent, Turn
+from tests.rag.answering_corpus import answering_settings, build_store, make_answer_store, make_rag
+
+FRAUD = "Which metric should I use for imbalanced fraud detection, PR-AUC or ROC-AUC?"
+
+
+@pytest.fixture(scope="module")
+def answer_store(tmp_path_factory: pytest.TempPathFactory, embedder) -> ChunkStore:
+    return make_answer_store(tmp_path_factory, embedder)
+
+
+@pytest.fixture
+def rag_pipeline(tmp_path, embedder, answer_store: ChunkStore) -> RAG:
+    return make_rag(tmp_path / "data", embedder, answer_store)
+
+
+class ScriptedGenerator:
+    """A generator that returns a fixed text (and can fail mid-stream)."""
+
+    name = "extractive"
+
+    def __init__(self, text: str, fail_after_tokens: int | None = None) -> None:
+        self.text = text
+        self.fail_after_tokens = fail_after_tokens
+
+    def generate(self, question: str, hits: list[Hit], history=None, adapter=None) -> Answer:
+        return Answer(
+            text=self.text, citations=[], abstained=False, generator=self.name, retriever=""
+        )
+
+    def stream(
+        self, question: str, hits: list[Hit], history=None, adapter=None
+    ) -> Iterator[StreamEvent]:
+        for i, word in enumerate(self.text.split(" ")):
+            if self.fail_after_tokens is not None and i == self.fail_after_tokens:
+                raise ConnectionError("connection dropped")
+            yield TokenEvent(word + " ")
+        yield AnswerEvent(self.generate(question, hits))
+
+
+def _use(rag: RAG, generator: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rag, "generator", lambda name=None: generator)
+
+
+# --- answering ------------------------------------------------------------------------------
+@pytest.mark.parametrize("retriever", ["dense", "bm25", "hybrid"])
+def test_on_topic_question_gets_a_cited_grounded_answer(rag_pipeline: RAG, retriever: str) -> None:
+    answer = rag_pipeline.ask(f"  {FRAUD} ", retriever=retriever)
+    assert not answer.abstained and "PR-AUC" in answer.text
+    assert (
+        answer.question == FRAUD
+        and answer.retriever == retriever
+        and answer.generator == "extractive"
+    )
+    assert set(answer.timings_ms) >= {"retrieve", "generate", "total"}
+    assert answer.timings_ms["total"] >= answer.timings_ms["retrieve"]
+    assert answer.hits and len(answer.hits) <= rag_pipeline.settings.k
+    assert answer.citations and answer.removed_citations == 0
+    for citation in answer.citations:
+        assert citation.quote in answer.hits[citation.n - 1].chunk.text
+    assert len(answer.support) == len(split_answer(answer.text)) and answer.unsupported == []
+    assert answer.to_dict()["question"] == FRAUD
+
+
+def test_off_topic_question_abstains_without_sources(rag_pipeline: RAG) -> None:
+    answer = rag_pipeline.ask("What is the capital of Australia?")
+    assert answer.abstained and answer.text == ABSTAIN_TEXT
+    assert answer.citations == [] and answer.hits == []
+
+
+def test_relevance_does_not_depend_on_the_retrievers_score_scale(rag_pipeline: RAG) -> None:
+    query = rag_pipeline.embedder.embed_query(FRAUD)
+    dense = rag_pipeline.search(FRAUD, retriever="dense", k=2)
+    bm25 = rag_pipeline.search(FRAUD, retriever="bm25", k=2)
+    assert dense[0].chunk.id == bm25[0].chunk.id and dense[0].score != bm25[0].score
+    assert best_similarity(query, dense[:1], rag_pipeline.store) == pytest.approx(
+        best_similarity(query, bm25[:1], rag_pipeline.store)
+    )
+    assert best_similarity(query, [], rag_pipeline.store) == -1.0
+
+
+def test_filters_that_exclude_everything_abstain_instead_of_failing(rag_pipeline: RAG) -> None:
+    answer = rag_pipeline.ask(FRAUD, filters={"topic": "no-such-topic"}, retriever="dense")
+    assert answer.abstained and answer.citations == []
+
+
+def test_filters_restrict_the_context(rag_pipeline: RAG) -> None:
+    answer = rag_pipeline.ask("How do I reduce overfitting?", filters={"topic": "deep-learning"})
+    assert answer.hits and {h.chunk.topic for h in answer.hits} == {"deep-learning"}
+
+
+def test_history_condenses_the_query_before_retrieval(rag_pipeline: RAG, monkeypatch) -> None:
+    retriever = rag_pipeline.retriever("hybrid")
+    seen: list[str] = []
+    original = retriever.search
+
+    def spy(query: str, k: int, filters=None) -> list[Hit]:
+        seen.append(query)
+        return original(query, k, filters)
+
+    monkeypatch.setattr(retriever, "search", spy)
+    history = [
+        Turn("user", "How does LoRA fine-tuning work?"),
+        Turn("assistant", "It learns a low-rank update [1]."),
+    ]
+    answer = rag_pipeline.ask("and what about its rank?", history=history)
+    rag_pipeline.ask("and what about its rank?")
+    assert "LoRA" in seen[0] and seen[1] == "and what about its rank?"
+    assert answer.question == "and what about its rank?"
+    assert answer.hits[0].chunk.title == "Parameter-Efficient Fine-Tuning"
+
+
+# --- post-processing of generator output ----------------------------------------------------
+def test_invalid_markers_from_the_generator_are_removed_and_counted(
+    rag_pipeline: RAG, monkeypatch
+) -> None:
+    _use(
+        rag_pipeline,
+        ScriptedGenerator(
+            "PR-AUC focuses on the rare positive class [1][9]. It is better for fraud [12]."
+        ),
+        monkeypatch,
+    )
+    answer = rag_pipeline.ask(FRAUD, retriever="dense")
+    assert answer.removed_citations == 2
+    assert "[9]" not in answer.text and "[12]" not in answer.text
+    assert [c.n for c in answer.citations] == [1]
+
+
+def test_strict_mode_drops_unsupported_sentences(rag_pipeline: RAG, monkeypatch) -> None:
+    text = (
+        "PR-AUC focuses on the rare positive class and is the better metric for fraud [1]. "
+        "The Eiffel Tower was completed in 1889 for the World's Fair [1]."
+    )
+    _use(rag_pipeline, ScriptedGenerator(text), monkeypatch)
+    lenient = rag_pipeline.ask(FRAUD, retriever="dense")
+    strict = rag_pipeline.ask(FRAUD, retriever="dense", strict=True)
+    assert "Eiffel" in lenient.text and lenient.unsupported == [
+        "The Eiffel Tower was completed in 1889 for the World's Fair."
+    ]
+    assert (
+        "Eiffel" not in strict.text
+        and strict.text.startswith("PR-AUC focuses")
+        and not strict.abstained
+    )
+    assert strict.unsupported == lenient.unsupported and [c.n for c in strict.citations] == [1]
+
+
+def test_strict_mode_abstains_when_nothing_is_supported(rag_pipeline: RAG, monkeypatch) -> None:
+    _use(
+        rag_pipeline, ScriptedGenerator("The Eiffel Tower was completed in 1889 [1]."), monkeypatch
+    )
+    answer = rag_pipeline.ask(FRAUD, retriever="dense", strict=True)
+    assert answer.abstained and answer.text == ABSTAIN_TEXT and answer.citations == []
+
+
+def test_generator_abstention_is_an_abstention(rag_pipeline: RAG, monkeypatch) -> None:
+    _use(
+        rag_pipeline,
+        ScriptedGenerator("The context does not contain this information [1]."),
+        monkeypatch,
+    )
+    answer = rag_pipeline.ask(FRAUD)
+    assert answer.abstained and answer.text == ABSTAIN_TEXT and answer.citations == []
+
+
+def test_generator_crash_is_a_generation_error(rag_pipeline: RAG, monkeypatch) -> None:
+    class Broken(ScriptedGenerator):
+        def generate(self, *args, **kwargs) -> Answer:
+            raise RuntimeError("CUDA out of memory")
+
+    _use(rag_pipeline, Broken(""), monkeypatch)
+    with pytest.raises(GenerationError):
+        rag_pipeline.ask(FRAUD)
+
+
+# --- streaming ------------------------------------------------------------------------------
+def test_stream_yields_tokens_then_exactly_one_final_answer(rag_pipeline: RAG) -> None:
+    events = list(rag_pipeline.stream(FRAUD, retriever="dense"))
+    assert isinstance(events[-1], AnswerEvent)
+    assert sum(isinstance(e, AnswerEvent) for e in events) == 1
+    assert all(isinstance(e, TokenEvent) for e in events[:-1]) and len(events) >= 2
+    final = events[-1].answer
+    assert final.citations and final.text == rag_pipeline.ask(FRAUD, retriever="dense").text
+
+
+def test_stream_of_an_off_topic_question_abstains(rag_pipeline: RAG) -> None:
+    events = list(rag_pipeline.stream("What is the capital of Australia?"))
+    assert [type(e) for e in events] == [TokenEvent, AnswerEvent]
+    assert events[-1].answer.abstained and events[-1].answer.citations == []
+
+
+def test_stream_failure_mid_answer_raises_and_sends_no_answer(
+    rag_pipeline: RAG, monkeypatch
+) -> None:
+    _use(
+        rag_pipeline,
+        ScriptedGenerator("PR-AUC is better for fraud [1].", fail_after_tokens=2),
+        monkeypatch,
+    )
+    received: list[StreamEvent] = []
+    with pytest.raises(GenerationError):
+        for event in rag_pipeline.stream(FRAUD):
+            received.append(event)
+    assert len(received) == 2 and not any(isinstance(e, AnswerEvent) for e in received)
+
+
+def test_stream_validates_before_the_first_event(rag_pipeline: RAG) -> None:
+    with pytest.raises(InvalidInputError):
+        rag_pipeline.stream("   ")
+
+
+# --- validation -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"question": ""}, InvalidInputError),
+        ({"question": " \n\t "}, InvalidInputError),
+        ({"question": "x" * 2001}, InvalidInputError),
+        ({"question": FRAUD, "retriever": "nope"}, UnknownNameError),
+        ({"question": FRAUD, "generator": "gpt-9"}, UnknownNameError),
+        ({"question": FRAUD, "k": 0}, InvalidInputError),
+        ({"question": FRAUD, "k": 51}, InvalidInputError),
+        ({"question": FRAUD, "filters": {"colour": "red"}}, InvalidInputError),
+        ({"question": FRAUD, "adapter": "my-adapter"}, InvalidInputError),  # extractive has none
+        ({"question": FRAUD, "generator": "local", "adapter": "missing"}, UnknownNameError),
+    ],
+)
+def test_invalid_requests_raise_typed_errors(rag_pipeline: RAG, kwargs: dict, error: type) -> None:
+    question = kwargs.pop("question")
+    with pytest.raises(error):
+        rag_pipeline.ask(question, **kwargs)
+
+
+def test_empty_index_raises(tmp_path, embedder) -> None:
+    settings = answering_settings(tmp_path / "data", collection="empty")
+    rag = RAG(settings, embedder=embedder, store=build_store(settings, embedder, chunks=[]))
+    assert not rag.is_ready()
+    with pytest.raises(EmptyIndexError):
+        rag.ask(FRAUD)
+    with pytest.raises(EmptyIndexError):
+        rag.search(FRAUD)
+
+
+# --- listings and registry ------------------------------------------------------------------
+def test_listings(rag_pipeline: RAG) -> None:
+    assert rag_pipeline.is_ready()
+    assert {"dense", "bm25", "hybrid"} <= set(rag_pipeline.retriever_names())
+    assert rag_pipeline.generator_names() == list(GENERATOR_NAMES)
+    assert rag_pipeline.adapter_names() == []
+    summaries = rag_pipeline.document_summaries()
+    assert len(summaries) == 7
+    assert set(summaries[0]) == {"doc_id", "title", "source", "url", "topic", "chunks"}
+    assert {s["chunks"] for s in summaries} == {1}
+
+
+def test_search_returns_ranked_hits(rag_pipeline: RAG) -> None:
+    hits = rag_pipeline.search("dropout overfitting", k=2, retriever="dense")
+    assert [h.rank for h in hits] == [1, 2] and hits[0].chunk.title == "Regularization"
+
+
+def test_generators_are_built_once(rag_pipeline: RAG) -> None:
+    assert rag_pipeline.generator("extractive") is rag_pipeline.generator("auto")
+    assert isinstance(rag_pipeline.generator(), ExtractiveGenerator)
+
+
+def test_auto_generator_resolution(settings) -> None:
+    assert resolve_generator_name("auto", settings) == "extractive"
+    keyed = settings.model_copy(update={"anthropic_api_key": SecretStr("sk-test")})
+    assert resolve_generator_name("auto", keyed) == "claude"
+    local = settings.model_copy(update={"offline_generator": "local"})
+    assert resolve_generator_name("auto", local) == "local"
+    assert resolve_generator_name("extractive", keyed) == "extractive"
+    with pytest.raises(UnknownNameError):
+        resolve_generator_name("gpt", settings)
+
+
+def test_build_generator_by_name(settings, embedder) -> None:
+    from rag.generation.registry import SharedResources
+
+    shared = SharedResources.create(settings, embedder)
+    assert isinstance(build_generator("auto", settings, shared), ExtractiveGenerator)
+    with pytest.raises(UnknownNameError):
+        build_generator("nope", settings, shared)
+
+
+def test_warm_up_loads_the_named_pieces(rag_pipeline: RAG) -> None:
+    rag_pipeline.warm_up(retrievers=("dense",), generators=("extractive",))
+    assert "dense" in rag_pipeline._retrievers and "extractive" in rag_pipeline._generators
+
+
+def test_claude_answers_go_through_the_same_post_processing(rag_pipeline: RAG) -> None:
+    """The real Claude generator (SDK against a recorded transport) behind the pipeline: its
+    [n] markers are cleaned, and the citations quote verbatim chunk sentences."""
+    from rag.generation.claude import ClaudeGenerator
+    from tests.rag.anthropic_fakes import (
+        RecordingTransport,
+        json_response,
+        make_client,
+        message_body,
+    )
+
+    body = message_body(
+        "PR-AUC focuses on the rare positive class and suits fraud detection [1]. "
+        "A random classifier scores the positive rate [1][8]."
+    )
+    client = make_client(RecordingTransport([json_response(body)]))
+    settings = rag_pipeline.settings.model_copy(update={"anthropic_api_key": SecretStr("sk-test")})
+    rag = RAG(settings, embedder=rag_pipeline.embedder, store=rag_pipeline.store)
+    rag._generators["claude"] = ClaudeGenerator(settings, client=client)
+    answer = rag.ask(FRAUD, retriever="dense", generator="auto")  # claude: a key is set
+    assert answer.generator == "claude" and not answer.abstained
+    assert answer.removed_citations == 1 and "[8]" not in answer.text
+    [citation] = answer.citations
+    assert citation.n == 1 and citation.quote in answer.hits[0].chunk.text
+    assert citation.quote.startswith("PR-AUC, the area under the precision-recall curve")
+    assert answer.unsupported == []
+
+
+@pytest.mark.slow
+def test_real_page_answers_and_abstains(tmp_path, embedder) -> None:
+    """The user's ML page, ingested for real: a covered question is answered from it with
+    verbatim quotes, off-topic questions stay below the abstention threshold."""
+    from ingest.pipeline import run_ingest
+    from rag.store import ChunkStore, make_chroma_client
+    from tests.conftest import ML_PAGE
+
+    sources = tmp_path / "sources.toml"
+    sources.write_text(
+        f'[[source]]\npath = "{ML_PAGE}"\ntitle = "Machine Learning"\n'
+        'topic = "machine-learning"\nformat = "webtext"\n'
+    )
+    settings = answering_settings(tmp_path / "data")
+    store = ChunkStore(make_chroma_client(settings), settings.collection, embedder)
+    summary = run_ingest(settings, sources_file=sources, progress=False, store=store)
+    assert not summary.failed
+    rag = RAG(settings, embedder=embedder, store=store)
+    answer = rag.ask("Which metric should I use for fraud detection with very imbalanced data?")
+    assert not answer.abstained and "PR-AUC" in answer.text
+    assert all(c.quote in answer.hits[c.n - 1].chunk.text for c in answer.citations)
+    for question in ("What is the capital of Australia?", "How do I bake sourdough bread?"):
+        assert rag.ask(question).abstained, question
