@@ -1,0 +1,154 @@
+"""Turn a follow-up question into a standalone search query, without an LLM.
+
+"and what about its rank?" after "How does LoRA work in peft?" retrieves nothing useful on
+its own; appending the salient terms of the conversation ("LoRA peft") does. The rewrite is
+deterministic and only applies when the question looks dependent on context (pronouns,
+"and …"/"what about …" openings, or very short questions).
+"""
+
+from __future__ import annotations
+
+import re
+
+from rag.types import Turn
+
+# Words that point back to something said earlier.
+ANAPHORA: frozenset[str] = frozenset(
+    {
+        "it",
+        "its",
+        "it's",
+        "they",
+        "them",
+        "their",
+        "theirs",
+        "that",
+        "this",
+        "those",
+        "these",
+        "he",
+        "she",
+        "his",
+        "her",
+        "one",
+        "ones",
+        "there",
+        "same",
+        "former",
+        "latter",
+        "above",
+    }
+)
+# Openings that continue the previous question ("and for numpy?", "what about ...").
+CONTINUATIONS: tuple[str, ...] = (
+    "and ",
+    "what about",
+    "how about",
+    "what of",
+    "also ",
+    "same for",
+    "same with",
+    "but ",
+    "or ",
+    "then ",
+    "so ",
+)
+SHORT_QUESTION_WORDS = 3  # "why?", "any example?", "and numpy?"
+
+# Not salient: English function words plus question and filler words.
+_NOT_SALIENT_WORDS = """a about above after again against all also am an and any are as at be because been
+    before being below between both but by can could did do does doing done down during each
+    few for from further had has have having he her here hers herself him himself his how i
+    if in into is it its itself just me more most my myself no nor not now of off on once
+    only or other our ours out over own same she should so some such than that the their
+    theirs them themselves then there these they this those through to too under until up
+    very was we were what when where which while who whom why will with would you your
+    yours yourself yourselves
+    example examples explain tell show give mean means meaning use used uses using work
+    works working get gets make makes need needs want know like please thanks thank okay ok
+    ok way ways thing things something anything good better best well really much many
+    lot lots kind sort one ones vs versus difference different instead possible"""
+_NOT_SALIENT: frozenset[str] = frozenset(_NOT_SALIENT_WORDS.split())
+_TERM = re.compile(r"[A-Za-z0-9]+(?:[._\-+][A-Za-z0-9]+)*")
+_CITATION_MARKER = re.compile(r"\[\d+\]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+MAX_USER_TERMS = 8
+MAX_ASSISTANT_TERMS = 3
+
+
+def salient_terms(text: str) -> list[str]:
+    """Content terms of ``text`` in order of first appearance (identifiers kept whole,
+    stopwords, question words and pure numbers dropped, de-duplicated case-insensitively)."""
+    seen: set[str] = set()
+    terms: list[str] = []
+    for term in _TERM.findall(_CITATION_MARKER.sub(" ", text)):
+        key = term.lower()
+        if key in _NOT_SALIENT or key in seen or key.isdigit() or len(key) < 2:
+            continue
+        seen.add(key)
+        terms.append(term)
+    return terms
+
+
+def needs_context(question: str) -> bool:
+    """Whether ``question`` looks like a follow-up that cannot stand alone."""
+    lowered = question.strip().lower()
+    words = re.findall(r"[a-z]+(?:'[a-z]+)?", lowered)
+    if len(_TERM.findall(lowered)) <= SHORT_QUESTION_WORDS:
+        return True
+    if lowered.startswith(CONTINUATIONS):
+        return True
+    return any(word in ANAPHORA for word in words)
+
+
+def _looks_like_name(term: str) -> bool:
+    """Identifiers and proper names: a capital letter, a digit or a joining character."""
+    return any(c.isupper() or c.isdigit() or c in "._-+" for c in term)
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence, its first word de-capitalised unless it is a name like "LoRA"."""
+    sentence = _SENTENCE_END.split(text.strip(), maxsplit=1)[0] if text.strip() else ""
+    first, _, rest = sentence.partition(" ")
+    if first[:1].isupper() and first[1:].islower():
+        first = first.lower()
+    return f"{first} {rest}".strip()
+
+
+def condense_query(question: str, history: list[Turn]) -> str:
+    """A standalone search query for ``question`` given the earlier turns of ``history``.
+
+    Unchanged when there is no history or the question stands on its own; otherwise the
+    question followed by the salient terms of the last user turn (and of the one before when
+    that turn was itself a follow-up) and up to three name-like terms (identifiers, capitalised
+    words) of the first sentence of the last assistant answer.
+    """
+    if not history or not needs_context(question):
+        return question
+    present = {t.lower() for t in _TERM.findall(question)}
+    extra: list[str] = []
+
+    def add(terms: list[str], limit: int) -> None:
+        added = 0
+        for term in terms:
+            if added >= limit:
+                return
+            if term.lower() not in present:
+                present.add(term.lower())
+                extra.append(term)
+                added += 1
+
+    user_turns = [t.content for t in history if t.role == "user" and t.content.strip()]
+    # Walk back while the earlier question was itself a follow-up (at most two turns).
+    for content in reversed(user_turns[-2:]):
+        add(salient_terms(content), MAX_USER_TERMS)
+        if not needs_context(content):
+            break
+    assistant_turns = [t.content for t in history if t.role == "assistant" and t.content.strip()]
+    if assistant_turns:
+        # Lightly: only name-like terms of the answer's first sentence, not its prose.
+        answer_terms = salient_terms(_first_sentence(assistant_turns[-1]))
+        add([t for t in answer_terms if _looks_like_name(t)], MAX_ASSISTANT_TERMS)
+    if not extra:
+        return question
+    return f"{question.strip()} {' '.join(extra)}"

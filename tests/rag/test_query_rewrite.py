@@ -1,0 +1,97 @@
+"""Follow-up questions become standalone queries; standalone questions stay unchanged."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.query_rewrite import condense_query, needs_context, salient_terms
+from rag.types import Turn
+
+LORA = [
+    Turn("user", "How does LoRA work in peft?"),
+    Turn("assistant", "LoRA adds trainable low-rank matrices to frozen weights [1]. It is cheap."),
+]
+INSTALL = [
+    Turn("user", "How do I install scikit-learn with pip?"),
+    Turn("assistant", "Run pip install scikit-learn in your environment."),
+]
+
+
+@pytest.mark.parametrize(
+    ("history", "question", "must_contain", "must_not_contain"),
+    [
+        (LORA, "and what about its rank?", ["LoRA", "peft", "low-rank"], ["trainable", "frozen"]),
+        (LORA, "Is it better than full fine-tuning?", ["LoRA", "peft"], []),
+        (
+            [
+                Turn("user", "What is bm25s?"),
+                Turn("assistant", "The bm25s package is a fast BM25 library for Python."),
+            ],
+            "how do I install it?",
+            ["bm25s", "BM25", "Python"],
+            ["package", "fast"],
+        ),
+        (INSTALL, "and numpy?", ["install", "scikit-learn", "pip"], ["Run", "environment"]),
+        (
+            [Turn("user", "Should I use PR-AUC or ROC-AUC for fraud detection?")],
+            "why?",
+            ["PR-AUC", "ROC-AUC", "fraud", "detection"],
+            ["Should"],
+        ),
+        (
+            [Turn("user", "Explain np.linalg.eig please")],
+            "what about those for symmetric matrices?",
+            ["np.linalg.eig"],
+            ["Explain", "please"],
+        ),
+    ],
+)
+def test_follow_ups_get_the_conversation_terms(
+    history, question, must_contain, must_not_contain
+) -> None:
+    query = condense_query(question, history)
+    assert query.startswith(question)
+    added = query[len(question) :].split()
+    for term in must_contain:
+        assert term in added
+    for term in must_not_contain:
+        assert term not in added
+
+
+def test_chained_follow_ups_reach_back_to_the_topic() -> None:
+    history = [*INSTALL, Turn("user", "and numpy?"), Turn("assistant", "Run pip install numpy.")]
+    added = condense_query("and with conda?", history).split()
+    assert "numpy" in added and "scikit-learn" in added
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is gradient boosting in scikit-learn?",
+        "How do I compute eigenvalues of a symmetric matrix with numpy?",
+        "Which optimizer should I use for fine-tuning a transformer model?",
+    ],
+)
+def test_standalone_questions_are_unchanged(question: str) -> None:
+    assert not needs_context(question)
+    assert condense_query(question, LORA) == question
+
+
+def test_no_history_no_change() -> None:
+    assert condense_query("and what about its rank?", []) == "and what about its rank?"
+
+
+def test_terms_already_in_the_question_are_not_repeated() -> None:
+    query = condense_query("what about its rank in LoRA?", LORA)
+    assert query.lower().count("lora") == 1
+
+
+def test_deterministic() -> None:
+    assert len({condense_query("and what about its rank?", LORA) for _ in range(5)}) == 1
+
+
+def test_salient_terms_drop_function_words_and_markers() -> None:
+    assert salient_terms("What is the difference between PR-AUC and ROC-AUC [2]?") == [
+        "PR-AUC",
+        "ROC-AUC",
+    ]
