@@ -78,24 +78,10 @@ def lexical_index_dir(settings: Settings) -> Path:
 
 
 def read_corpus_version(store: ChunkStore) -> str:
-    """The corpus version as currently recorded in Chroma.
-
-    ``ChunkStore.corpus_version()`` reads the collection metadata cached when the store was
-    opened; another process (or another store object) may have ingested since, so this asks
-    the server for the collection again. Falls back to the cached value if that fails.
-    """
-    try:
-        from rag.embeddings import chroma_embedding_function
-
-        fresh = store.client.get_collection(
-            store.collection_name, embedding_function=chroma_embedding_function(store.embedder)
-        )
-        version = str((fresh.metadata or {}).get(store.VERSION_KEY, ""))
-    except Exception:  # noqa: BLE001 - any failure here just means "use what we know"
-        log.debug("re-reading the collection metadata failed", exc_info=True)
-        version = store.corpus_version()
-    # An unversioned collection (written without set_corpus_version) still changes size.
-    return version or f"{UNVERSIONED}{store.count()}"
+    """The corpus version as currently recorded in Chroma (fresh, see
+    :meth:`ChunkStore.corpus_version`); an unversioned collection (written without
+    ``set_corpus_version``) is identified by its size."""
+    return store.corpus_version() or f"{UNVERSIONED}{store.count()}"
 
 
 def _chunk_to_json(chunk: Chunk) -> str:

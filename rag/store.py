@@ -155,9 +155,15 @@ class ChunkStore:
         return int(self.collection.count())
 
     def corpus_version(self) -> str:
-        """The recorded corpus version ("" when nothing was ever ingested)."""
-        meta = self.collection.metadata or {}
-        return str(meta.get(self.VERSION_KEY, ""))
+        """The corpus version as currently recorded ("" when nothing was ever ingested).
+
+        Re-reads the collection from Chroma: another process (or another replica sharing the
+        server) may have ingested since this store was opened, and the collection object
+        caches the metadata it was opened with."""
+        fresh = self.client.get_collection(
+            self.collection_name, embedding_function=chroma_embedding_function(self.embedder)
+        )
+        return str((fresh.metadata or {}).get(self.VERSION_KEY, ""))
 
     def all_ids(self) -> list[str]:
         ids: list[str] = []
