@@ -1,0 +1,134 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` wires routes, error handlers, limits, metrics, the chat page and
+(when a signing secret is set) the Slack bot. Models, the store and the indexes load once,
+in the lifespan, in a worker thread; every request shares them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.access_log import AccessLogMiddleware
+from api.deps import Services
+from api.errors import install_error_handlers
+from api.feedback import FeedbackStore
+from api.jobs import IngestJobs
+from api.limits import BodySizeLimitMiddleware, GenerationGate, RateLimiter
+from api.metrics import Metrics
+from rag.config import Settings
+from rag.errors import MlragError
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+# The chat page loads only its own files; nothing from other hosts.
+_PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def load_rag(settings: Settings) -> Any:
+    """Build and warm the RAG pipeline (embedding model, store, default retriever/generator)."""
+    from rag.pipeline import RAG
+
+    rag = RAG.from_settings(settings)
+    rag.warm_up()
+    return rag
+
+
+def build_services(settings: Settings, rag: Any = None) -> Services:
+    """The shared state of one app."""
+    return Services(
+        settings=settings,
+        metrics=Metrics(),
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+        gate=GenerationGate(settings.max_concurrent_generations, settings.max_queued_generations),
+        jobs=IngestJobs(),
+        feedback=FeedbackStore(settings.data_dir / "feedback.jsonl"),
+        rag=rag,
+    )
+
+
+def create_app(settings: Settings | None = None, rag: Any = None) -> FastAPI:
+    """The mlrag HTTP service. Pass ``rag`` to serve an existing pipeline (tests); otherwise
+    it is built from ``settings`` at start-up."""
+    settings = settings or Settings()
+    services = build_services(settings, rag)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services.rag is None:
+            try:
+                services.rag = await anyio.to_thread.run_sync(load_rag, settings)
+            except MlragError as exc:
+                # Serve anyway: /health answers, /ready says why, ingest can fill the index.
+                services.load_error = f"{exc.code}: {exc}"
+                log.error("pipeline failed to load: %s", services.load_error)
+        try:
+            yield
+        finally:
+            services.jobs.shutdown()
+            if services.slack is not None:
+                services.slack.shutdown()
+
+    app = FastAPI(
+        title="mlrag",
+        summary="Grounded, cited answers to machine-learning questions.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+
+    from api.routes import ask, chat_completions, feedback, health, ingest, search, sources
+
+    for module in (health, search, ask, chat_completions, ingest, sources, feedback):
+        app.include_router(module.router)
+
+    if (
+        settings.slack_signing_secret is not None
+        and settings.slack_signing_secret.get_secret_value()
+    ):
+        from api.slack import mount_slack
+
+        services.slack = mount_slack(app, services)
+
+    @app.get("/", include_in_schema=False)
+    async def chat_page() -> FileResponse:
+        return FileResponse(
+            STATIC_DIR / "index.html", headers={"Content-Security-Policy": _PAGE_CSP}
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # Middleware: the last added is the outermost. The access log sees every response,
+    # including 413s and CORS preflights.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(AccessLogMiddleware, metrics=services.metrics)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """An app from environment settings (uvicorn ``--factory`` entry point, used by reload)."""
+    return create_app(Settings())

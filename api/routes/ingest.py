@@ -1,0 +1,90 @@
+"""Admin routes: ``POST /v1/ingest`` starts a background ingest of the given sources,
+``GET /v1/ingest/{job_id}`` reports its progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, status
+
+from api.deps import AdminKey, Services, ServicesDep
+from api.errors import ApiError
+from api.ingest_safety import check_source
+from api.jobs import IngestJob
+from api.schemas import IngestJobOut, IngestRequest
+
+router = APIRouter(prefix="/v1", tags=["ingest"], dependencies=[AdminKey])
+
+
+def _runner(services: Services, specs: list[Any], base_dir: Path | None, prune: bool) -> Any:
+    def run(job: IngestJob, on_progress: Any) -> dict[str, Any]:
+        from ingest.pipeline import run_ingest
+
+        rag = services.require_rag()
+        summary = run_ingest(
+            services.settings,
+            specs=specs,
+            prune=prune,
+            progress=False,
+            on_progress=on_progress,
+            store=rag.store,
+            base_dir=base_dir,
+            allow_private=services.settings.allow_private_urls,
+        )
+        return summary.to_dict()
+
+    return run
+
+
+@router.post(
+    "/ingest",
+    response_model=IngestJobOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Start an ingest job",
+)
+async def start_ingest(body: IngestRequest, services: ServicesDep) -> Any:
+    """Validate the sources (paths inside ``ingest_roots``; public http(s) URLs unless
+    ``allow_private_urls``) and ingest them in the background."""
+    from ingest.sources import SourceSpec
+
+    settings = services.settings
+    services.require_rag()
+    specs = []
+    roots: set[Path] = set()
+    for source in body.sources:
+        location, root = check_source(source, settings.ingest_roots, settings.allow_private_urls)
+        if root is not None:
+            roots.add(root)
+        specs.append(
+            SourceSpec(
+                kind=source.kind,
+                location=location,
+                title=source.title,
+                topic=source.topic,
+                format=source.format,
+                depth=source.depth,
+            )
+        )
+    if body.prune and len(roots) > 1:
+        raise ApiError(400, "invalid_input", "prune needs all path sources under one ingest root")
+    base_dir = next(iter(roots)) if len(roots) == 1 else None
+    job = services.jobs.submit(
+        [s.model_dump() for s in body.sources], _runner(services, specs, base_dir, body.prune)
+    )
+    return job.to_dict()
+
+
+@router.get("/ingest/{job_id}", response_model=IngestJobOut, summary="Ingest job progress")
+async def ingest_status(job_id: str, services: ServicesDep) -> Any:
+    """The job's status, last progress event and, when finished, its summary or error."""
+    job = services.jobs.get(job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"no ingest job {job_id!r}")
+    return job.to_dict()
+
+
+@router.get("/ingest", response_model=list[IngestJobOut], summary="Recent ingest jobs")
+async def list_jobs(services: ServicesDep) -> Any:
+    """Jobs this process knows about, oldest first."""
+    return [job.to_dict() for job in services.jobs.list()]

@@ -1,0 +1,36 @@
+"""``POST /v1/search``: ranked chunks without generation."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+
+from api.deps import ApiKey, ServicesDep, check_k, check_name, check_question
+from api.schemas import SearchRequest, SearchResponse
+
+router = APIRouter(prefix="/v1", tags=["search"], dependencies=[ApiKey])
+
+
+@router.post("/search", response_model=SearchResponse, summary="Retrieve the most relevant chunks")
+async def search(body: SearchRequest, request: Request, services: ServicesDep) -> Any:
+    """Up to ``k`` hits for ``query``, best first."""
+    rag = services.require_rag()
+    settings = services.settings
+    query = check_question(body.query, settings)
+    k = check_k(body.k, settings)
+    check_name("retriever", body.retriever, list(rag.retriever_names()))
+    retriever = body.retriever or settings.retriever
+    started = time.perf_counter()
+    hits = await anyio.to_thread.run_sync(
+        partial(rag.search, query, k=k, retriever=body.retriever, filters=body.filters)
+    )
+    elapsed = time.perf_counter() - started
+    services.metrics.retrieval_seconds.labels(retriever).observe(elapsed)
+    timings = {"retrieve": round(elapsed * 1000, 2)}
+    request.state.timings_ms = timings
+    request.state.retriever = retriever
+    return {"hits": [h.to_dict() for h in hits], "retriever": retriever, "timings_ms": timings}
