@@ -27,7 +27,7 @@ ingest: install
 	$(BIN)/mlrag ingest --if-stale $(if $(wildcard $(MIRROR)/MANIFEST.json),--mirror $(MIRROR)) || echo "ingest reported failures (see above); continuing with what was ingested"
 
 run: ingest
-	$(BIN)/mlrag ingest --status
+	$(BIN)/mlrag serve
 
 test: install
 	bash scripts/install-test-deps.sh

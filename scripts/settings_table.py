@@ -1,8 +1,13 @@
-"""Print the README's settings table from rag.config.Settings (run after adding a setting:
-``python scripts/settings_table.py``; tests/rag/test_config.py checks the README has a row
-for every setting)."""
+"""The README's settings table, generated from rag.config.Settings.
+
+``python scripts/settings_table.py`` prints it; ``--write`` replaces the table between the
+README's ``<!-- settings:start -->`` / ``<!-- settings:end -->`` markers. tests/rag/test_config.py
+checks the README has a row for every setting."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from rag.config import Settings
 
@@ -22,11 +27,24 @@ def settings_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
+def render() -> str:
+    """The Markdown table."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{env}` | `{default}` | {desc} |" for env, default, desc in settings_rows()]
+    return "\n".join(lines)
+
+
 def main() -> None:
-    print("| variable | default | meaning |")
-    print("|---|---|---|")
-    for env, default, desc in settings_rows():
-        print(f"| `{env}` | `{default}` | {desc} |")
+    table = render()
+    if "--write" not in sys.argv:
+        print(table)
+        return
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- settings:start -->", "<!-- settings:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
 if __name__ == "__main__":
