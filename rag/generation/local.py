@@ -1,0 +1,227 @@
+"""The ``local`` generator: a causal LM on this machine (SmolLM2 from the packaged GGUF by
+default, in 4-bit nf4), with an optional LoRA adapter per request.
+
+Decoding is greedy with a mild repetition penalty (small models otherwise loop) and stops on
+the end-of-turn token. Streaming runs ``generate`` in a worker thread feeding a
+``TextIteratorStreamer``; closing the stream early cancels the generation and frees the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import GenerationError
+from rag.local_models import LocalModelManager
+from rag.prompt import ABSTAIN_TEXT, SYSTEM_PROMPT, build_messages, is_abstention
+from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent, Turn
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Tokens that end an assistant turn in common chat templates (ChatML, Llama 3, Mistral, Phi,
+# Gemma); those present in the vocabulary stop generation besides the model's own eos.
+END_OF_TURN_TOKENS = (
+    "<|im_end|>",
+    "<|eot_id|>",
+    "</s>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+)
+
+
+class CancelledCriteria:
+    """A ``StoppingCriteria`` that stops generation once ``event`` is set (consumer gone)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        """True for every sequence of the batch once cancelled."""
+        import torch
+
+        return torch.full(
+            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
+        )
+
+
+def chat_messages(
+    question: str, hits: list[Hit], history: list[Turn] | None = None
+) -> list[dict[str, str]]:
+    """The messages a local model sees: the system prompt first, then rag.prompt's messages."""
+    return [{"role": "system", "content": SYSTEM_PROMPT}, *build_messages(question, hits, history)]
+
+
+def end_of_turn_ids(tokenizer: Any, model: Any) -> list[int]:
+    """Token ids that end the answer: the tokenizer's and model's eos plus known end-of-turn
+    tokens present in the vocabulary."""
+    ids: list[int] = []
+    vocab = tokenizer.get_vocab()
+    candidates: list[Any] = [
+        tokenizer.eos_token_id,
+        getattr(model.generation_config, "eos_token_id", None),
+    ]
+    candidates += [vocab.get(token) for token in END_OF_TURN_TOKENS]
+    for candidate in candidates:
+        for token_id in candidate if isinstance(candidate, list) else [candidate]:
+            if token_id is not None and int(token_id) not in ids:
+                ids.append(int(token_id))
+    return ids
+
+
+class LocalGenerator:
+    """Answers with a local causal LM; implements :class:`rag.generation.base.Generator`."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings, manager: LocalModelManager | None = None) -> None:
+        self.settings = settings
+        self.manager = manager or LocalModelManager(settings)
+
+    # --- shared steps --------------------------------------------------------------------
+    def encode_prompt(
+        self, question: str, hits: list[Hit], history: list[Turn] | None = None
+    ) -> dict[str, Any]:
+        """Tokenised chat prompt (``input_ids``, ``attention_mask``) on the model's device."""
+        tokenizer = self.manager.tokenizer
+        encoded = tokenizer.apply_chat_template(
+            chat_messages(question, hits, history),
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
+        device = self.manager.device
+        return {key: value.to(device) for key, value in encoded.items()}
+
+    def generation_kwargs(self, model: Any) -> dict[str, Any]:
+        """Decoding settings: greedy, repetition penalty, length limit, end-of-turn stops."""
+        tokenizer = self.manager.tokenizer
+        return {
+            "do_sample": False,
+            "repetition_penalty": self.settings.local_repetition_penalty,
+            "max_new_tokens": self.settings.local_max_new_tokens,
+            "eos_token_id": end_of_turn_ids(tokenizer, model),
+            "pad_token_id": tokenizer.pad_token_id,
+            # Neutralise sampling settings a model's generation_config may carry, so greedy
+            # decoding does not warn about them on every request.
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
+        }
+
+    def _answer(
+        self,
+        question: str,
+        hits: list[Hit],
+        text: str,
+        adapter: str | None,
+        timings_ms: dict[str, float],
+    ) -> Answer:
+        return Answer(
+            text=text,
+            citations=[],  # the pipeline turns [n] markers into citations
+            abstained=is_abstention(text),
+            generator=self.name,
+            retriever=hits[0].retriever if hits else "",
+            adapter=adapter,
+            timings_ms=timings_ms,
+            question=question,
+            hits=list(hits),
+        )
+
+    def _no_context(self, question: str, adapter: str | None) -> Answer:
+        # Nothing retrieved: the rules say abstain, and a small model would not.
+        return self._answer(question, [], ABSTAIN_TEXT, adapter, {"generate": 0.0})
+
+    # --- Generator interface -------------------------------------------------------------
+    def generate(
+        self,
+        question: str,
+        hits: list[Hit],
+        history: list[Turn] | None = None,
+        adapter: str | None = None,
+    ) -> Answer:
+        """A complete answer; raises CapacityError when the model's queue is full."""
+        if not hits:
+            return self._no_context(question, adapter)
+        started = time.perf_counter()
+        with self.manager.acquire(adapter) as model:
+            inputs = self.encode_prompt(question, hits, history)
+            try:
+                output = model.generate(**inputs, **self.generation_kwargs(model))
+            except Exception as exc:  # noqa: BLE001 - surfaced as one typed error
+                raise GenerationError(f"local generation failed: {exc}") from exc
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
+        text = self.manager.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+        elapsed = (time.perf_counter() - started) * 1000
+        log.debug("local answer: %d tokens in %.0f ms", len(new_tokens), elapsed)
+        return self._answer(question, hits, text, adapter, {"generate": elapsed})
+
+    def stream(
+        self,
+        question: str,
+        hits: list[Hit],
+        history: list[Turn] | None = None,
+        adapter: str | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Token events as they are decoded, then one AnswerEvent.
+
+        Admission happens on the first ``next()``: CapacityError / UnknownNameError are
+        raised there, before any token. Closing the iterator early stops the generation.
+        """
+        if not hits:
+            answer = self._no_context(question, adapter)
+            yield TokenEvent(answer.text)
+            yield AnswerEvent(answer)
+            return
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        parts: list[str] = []
+        failures: list[BaseException] = []
+        with self.manager.acquire(adapter) as model:
+            inputs = self.encode_prompt(question, hits, history)
+            kwargs = self.generation_kwargs(model)
+            cancel = threading.Event()
+            streamer = TextIteratorStreamer(
+                self.manager.tokenizer, skip_prompt=True, skip_special_tokens=True
+            )
+
+            def run() -> None:
+                try:
+                    model.generate(
+                        **inputs,
+                        **kwargs,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([CancelledCriteria(cancel)]),
+                    )
+                except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+                    failures.append(exc)
+                    streamer.end()  # unblock the consumer, which re-raises
+
+            worker = threading.Thread(target=run, name="mlrag-local-generate", daemon=True)
+            worker.start()
+            try:
+                for piece in streamer:
+                    if not piece:
+                        continue
+                    if not parts:
+                        timings["first_token"] = (time.perf_counter() - started) * 1000
+                    parts.append(piece)
+                    yield TokenEvent(piece)
+            finally:
+                # Normal end: a no-op. Consumer gone (GeneratorExit): stop at the next token,
+                # and keep the model until the worker has really finished with it.
+                cancel.set()
+                worker.join()
+        if failures:
+            raise GenerationError(f"local generation failed: {failures[0]}") from failures[0]
+        timings["generate"] = (time.perf_counter() - started) * 1000
+        yield AnswerEvent(self._answer(question, hits, "".join(parts).strip(), adapter, timings))

