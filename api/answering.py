@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 
 from api.deps import Services, check_k, check_name, check_question
+from api.doc_links import link_citations
 from api.sse import iterate_blocking
 from rag.errors import CapacityError, GenerationError
 from rag.types import Answer, AnswerEvent, StreamEvent, TokenEvent, Turn
@@ -104,8 +105,11 @@ async def _acquire(services: Services) -> None:
         raise
 
 
-async def answer_once(services: Services, state: Any, params: AskParams) -> Answer:
-    """A complete answer, generated in a worker thread under a generation slot."""
+async def answer_once(
+    services: Services, state: Any, params: AskParams, link_base: str = ""
+) -> Answer:
+    """A complete answer, generated in a worker thread under a generation slot. Citations
+    without a public URL link to the document view under ``link_base`` ("" = relative)."""
     rag = services.require_rag()
     await _acquire(services)
     try:
@@ -118,13 +122,16 @@ async def answer_once(services: Services, state: Any, params: AskParams) -> Answ
     finally:
         services.gate.release()
     record_answer(services, state, answer)
-    return answer
+    return link_citations(answer, link_base)
 
 
-async def open_answer_stream(services: Services, params: AskParams) -> AnswerStream:
+async def open_answer_stream(
+    services: Services, params: AskParams, link_base: str = ""
+) -> AnswerStream:
     """Start streaming an answer. Failures before the first event raise here (so the route
     can still answer with a JSON error status); later ones raise from the returned iterator.
-    The generation slot is held until the iterator is finished or closed."""
+    The generation slot is held until the iterator is finished or closed. The final answer's
+    URL-less citations link to the document view under ``link_base`` ("" = relative)."""
     rag = services.require_rag()
     await _acquire(services)
     try:
@@ -140,7 +147,7 @@ async def open_answer_stream(services: Services, params: AskParams) -> AnswerStr
         services.gate.release()
         raise
 
-    return AnswerStream(first, events, services)
+    return AnswerStream(first, events, services, link_base)
 
 
 class AnswerStream:
@@ -148,11 +155,16 @@ class AnswerStream:
     iteration never began) closes the generator and frees the generation slot."""
 
     def __init__(
-        self, first: StreamEvent, events: AsyncIterator[StreamEvent], services: Services
+        self,
+        first: StreamEvent,
+        events: AsyncIterator[StreamEvent],
+        services: Services,
+        link_base: str = "",
     ) -> None:
         self._pending: StreamEvent | None = first
         self._events = events
         self._services = services
+        self._link_base = link_base
         self._closed = False
 
     def __aiter__(self) -> AnswerStream:
@@ -163,8 +175,11 @@ class AnswerStream:
             raise StopAsyncIteration
         if self._pending is not None:
             event, self._pending = self._pending, None
-            return event
-        return await anext(self._events)
+        else:
+            event = await anext(self._events)
+        if event_kind(event) == "answer":
+            return AnswerEvent(link_citations(event.answer, self._link_base))  # type: ignore[union-attr]
+        return event
 
     async def aclose(self) -> None:
         """Close the underlying stream and release the slot (once)."""

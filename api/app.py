@@ -93,9 +93,18 @@ def create_app(settings: Settings | None = None, rag: Any = None) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
 
-    from api.routes import ask, chat_completions, feedback, health, ingest, search, sources
+    from api.routes import (
+        ask,
+        chat_completions,
+        documents,
+        feedback,
+        health,
+        ingest,
+        search,
+        sources,
+    )
 
-    for module in (health, search, ask, chat_completions, ingest, sources, feedback):
+    for module in (health, search, ask, chat_completions, ingest, sources, documents, feedback):
         app.include_router(module.router)
 
     if (

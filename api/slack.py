@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from api.doc_links import link_citations, public_base_url
 from rag.errors import ConfigError, MlragError
 from rag.types import Answer, Turn
 
@@ -165,6 +166,13 @@ class SlackBot:
         self.services = services
         self.history = ThreadHistory()
         self.seen = SeenEvents()
+        # Slack shows links outside this service: URL-less citations need absolute links.
+        self.link_base = public_base_url(settings)
+        if not settings.public_url:
+            log.warning(
+                "slack: MLRAG_PUBLIC_URL is not set; document links in replies use %s",
+                self.link_base,
+            )
         base_url = (
             settings.slack_api_url
             if settings.slack_api_url.endswith("/")
@@ -268,7 +276,7 @@ class SlackBot:
             history = self.history.get(channel, thread_ts)
             try:
                 rag = self.services.require_rag()
-                answer = rag.ask(question, history=history or None)
+                answer = link_citations(rag.ask(question, history=history or None), self.link_base)
                 text, blocks = format_reply(answer)
                 answer_text = answer.text
             except MlragError as exc:

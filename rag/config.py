@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     # --- service -------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address `mlrag serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `mlrag serve` binds.")
+    public_url: str | None = Field(None, description="The service's externally visible base URL (e.g. https://rag.example.org); absolute links to /documents pages (Slack replies, chat completions) start with it. None = http://{host}:{port}.")
     api_key_hashes: list[str] = Field(default_factory=list, description="sha256 hex digests of API keys; when set, every /v1 route and /metrics needs `Authorization: Bearer <key>`.")
     admin_key_hashes: list[str] = Field(default_factory=list, description="sha256 hex digests of admin keys (ingest, feedback export); admin routes are refused while empty.")
     rate_limit_per_minute: int = Field(0, ge=0, description="Requests per minute per API key or client IP (token bucket); 0 = off.")

@@ -27,6 +27,7 @@ from api.answering import (
     validate_ask,
 )
 from api.deps import ApiKey, Services, ServicesDep
+from api.doc_links import request_base_url
 from api.errors import error_body
 from api.schemas import ChatCompletionRequest, ChatMessage
 from api.sse import SSE_HEADERS, ClosingStreamingResponse
@@ -186,10 +187,12 @@ async def chat_completions(
     generator, adapter = parse_model(body.model)
     params = validate_ask(services, question, generator=generator, adapter=adapter, history=history)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    # OpenAI clients show the sources outside this service's pages: links must be absolute.
+    link_base = request_base_url(request, services.settings)
     if not body.stream:
-        answer = await answer_once(services, request.state, params)
+        answer = await answer_once(services, request.state, params, link_base)
         return completion_body(completion_id, body.model, answer, history)
-    stream = await open_answer_stream(services, params)
+    stream = await open_answer_stream(services, params, link_base)
     return ClosingStreamingResponse(
         completion_chunks(services, request.state, stream, completion_id, body.model),
         media_type="text/event-stream",
