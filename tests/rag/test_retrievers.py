@@ -196,7 +196,10 @@ def fill_store(store: ChunkStore, embedder, chunks: list[Chunk]) -> None:
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory: pytest.TempPathFactory, embedder) -> tuple[Settings, RetrievalContext]:
     """Settings and a retrieval context over a store holding :func:`make_chunks`."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("retrieval") / "data", torch_threads=1)
+    # No topic prior: these tests check raw scores and orders (the boost has its own test).
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("retrieval") / "data", torch_threads=1, source_boost={}
+    )
     store = ChunkStore.from_settings(settings, embedder)
     fill_store(store, embedder, make_chunks())
     return settings, RetrievalContext(settings=settings, embedder=embedder, store=store)
@@ -346,8 +349,8 @@ def test_source_boost_promotes_a_topic(filled, name: str) -> None:
     assert [h.score for h in boosted] == sorted((h.score for h in boosted), reverse=True)
 
 
-def test_source_boost_default_is_empty() -> None:
-    assert Settings().source_boost == {}
+def test_source_boost_default_favours_the_users_page() -> None:
+    assert Settings().source_boost == {"machine-learning": 2.0}
 
 
 # --- MMR -------------------------------------------------------------------------------------
