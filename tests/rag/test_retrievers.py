@@ -432,7 +432,7 @@ def test_validate_k() -> None:
 
 
 def test_hybrid_finds_chunks_newer_than_its_lexical_index(tmp_path: Path, embedder) -> None:
-    settings = Settings(data_dir=tmp_path / "data", torch_threads=1)
+    settings = Settings(data_dir=tmp_path / "data", torch_threads=1, source_boost={})
     store = ChunkStore.from_settings(settings, embedder)
     fill_store(store, embedder, make_chunks())
     index = LexicalIndex.load_or_build(store, tmp_path / "lex", freshness_interval_s=3600)
