@@ -1,4 +1,5 @@
-"""The extractive generator: verbatim, cited, diverse sentences; streaming; speed."""
+"""The extractive generator: verbatim, cited, diverse sentences; comments and table rows as
+answers; lexical + embedding scoring; separators that keep claims apart; streaming; speed."""
 
 from __future__ import annotations
 
@@ -10,9 +11,18 @@ import pytest
 
 from rag.citations import split_answer
 from rag.config import Settings
-from rag.generation.extractive import ExtractiveGenerator, asks_for_code
+from rag.generation.extractive import (
+    MAX_EMBEDDED,
+    ExtractiveGenerator,
+    answer_tokens,
+    asks_for_code,
+    comment_quote,
+    question_overlap,
+    stems,
+)
 from rag.prompt import ABSTAIN_TEXT
-from rag.types import AnswerEvent, TokenEvent
+from rag.sentences import SentenceEmbeddings, split_sentences
+from rag.types import AnswerEvent, Chunk, Hit, TokenEvent
 from tests.rag.answering_corpus import INJECTION, corpus_chunks, hits_for
 
 
@@ -28,7 +38,8 @@ def _assert_verbatim_and_cited(text: str, hits) -> None:
         assert len(sentence.numbers) == 1, sentence
         n = sentence.numbers[0]
         assert 1 <= n <= len(hits)
-        assert sentence.plain in hits[n - 1].chunk.text, sentence
+        # ``plain`` collapses runs of spaces (code lines keep theirs in the chunk).
+        assert sentence.plain in " ".join(hits[n - 1].chunk.text.split()), sentence
 
 
 def test_answer_is_verbatim_context_sentences_with_valid_markers(generator) -> None:
@@ -116,3 +127,124 @@ def test_p50_latency_for_five_hits_is_well_under_100_ms(generator) -> None:
         generator.generate(question, hits)
         timings.append(time.perf_counter() - started)
     assert statistics.median(timings) < 0.1
+
+
+def _hits(*texts: str) -> list[Hit]:
+    """Hits over ad-hoc chunks, ranked in the given order."""
+    return [
+        Hit(
+            chunk=Chunk(
+                id=f"doc{i}#0", doc_id=f"doc{i}", text=text, metadata={"title": f"Doc {i}"}
+            ),
+            score=1.0 - i / 10,
+            rank=i + 1,
+            retriever="hybrid",
+        )
+        for i, text in enumerate(texts)
+    ]
+
+
+LORA_CODE = (
+    "Configure the adapter before training.\n"
+    "```python\n"
+    "# ── LoRA configuration ─────────────────────\n"
+    "config = LoraConfig(\n"
+    "    r=16,  # rank — higher = more capacity, more params\n"
+    "    lora_alpha=32,\n"
+    ")\n"
+    "```\n"
+)
+DROPOUT = (
+    "Dropout randomly sets a fraction of activations to zero during training. This stops "
+    "neurons from co-adapting and reduces overfitting."
+)
+TABLE = (
+    "| Term | Meaning |\n"
+    "|---|---|\n"
+    "| Entropy | Decision tree splitting criterion (information gain) |\n"
+    "| Gini | Impurity measure used by CART |\n"
+)
+
+
+def test_comment_quote_takes_the_words_of_a_comment_verbatim() -> None:
+    lines = {s.text: s for s in split_sentences(LORA_CODE) if s.kind == "code"}
+    banner = comment_quote(lines["# ── LoRA configuration ─────────────────────"])
+    assert banner is None  # two words say nothing
+    line = lines["r=16,  # rank — higher = more capacity, more params"]
+    # Code with a trailing comment is quoted whole: the code names what the comment explains.
+    assert comment_quote(line) == line
+    text = "x = 1\n# ── Early stopping — stop when validation loss stops improving ───\n"
+    [_, only] = split_sentences(text)
+    quote = comment_quote(only)
+    assert quote is not None
+    assert quote.text == "Early stopping — stop when validation loss stops improving"
+    assert text[quote.start : quote.end] == quote.text
+    assert comment_quote(split_sentences("y = f(x)  # 2\n")[0]) is None
+
+
+def test_a_code_comment_can_be_the_answer(generator) -> None:
+    hits = _hits(DROPOUT, LORA_CODE)
+    answer = generator.generate("What does the LoRA rank r control?", hits)
+    assert "r=16,  # rank — higher = more capacity, more params [2]" in answer.text
+    _assert_verbatim_and_cited(answer.text, hits)
+    # Plain code lines are still kept out.
+    assert "lora_alpha=32" not in answer.text
+
+
+def test_a_worded_table_row_can_be_the_answer(generator) -> None:
+    hits = _hits(TABLE, DROPOUT)
+    answer = generator.generate("What does entropy have to do with decision trees?", hits)
+    first = split_answer(answer.text)[0]
+    assert first.plain == "| Entropy | Decision tree splitting criterion (information gain) |"
+    assert first.numbers == [1]
+    assert "| Term | Meaning |" not in answer.text
+
+
+def test_unrelated_sentences_from_other_blocks_are_not_appended(generator) -> None:
+    hits = hits_for("Evaluation Metrics", "Regularization", "Optimization", "PyTorch Basics")
+    answer = generator.generate("Which metric is better for imbalanced fraud detection?", hits)
+    assert {n for s in split_answer(answer.text) for n in s.numbers} == {1}
+
+
+def test_question_words_match_across_possessives_and_inflections() -> None:
+    assert question_overlap(stems("What does LoRA's r control?"), "LoRA adapters") > 0
+    assert stems("trained models") == stems("train model")
+    assert question_overlap(frozenset(), "anything") == 0.0
+
+
+def test_pieces_without_a_full_stop_stay_separate_claims() -> None:
+    pieces = [
+        "Early stopping — stop when validation loss stops improving [2]",
+        "Patience is the number of epochs to wait. [1]",
+        "| Entropy | Decision tree splitting criterion (information gain) | [3]",
+        "Gini is cheaper to compute. [3]",
+    ]
+    text = "".join(answer_tokens(pieces))
+    claims = split_answer(text)
+    assert [c.numbers for c in claims] == [[2], [1], [3], [3]]
+    assert [c.plain for c in claims] == [" ".join(p.split()[:-1]) for p in pieces]
+    # After the comment, around the table row; prose after prose shares a line.
+    assert text.count("\n") == 3 and "wait. [1]\n|" in text
+
+
+class _CountingSentences(SentenceEmbeddings):
+    """Records how many sentences each answer embeds."""
+
+    def __init__(self, embedder) -> None:
+        super().__init__(embedder)
+        self.batches: list[int] = []
+
+    def embed_texts(self, texts):
+        self.batches.append(len(texts))
+        return super().embed_texts(texts)
+
+
+def test_an_answer_embeds_at_most_max_embedded_sentences(embedder) -> None:
+    sentences = _CountingSentences(embedder)
+    generator = ExtractiveGenerator(Settings(torch_threads=1), embedder, sentences)
+    long_chunk = " ".join(f"Sentence number {i} talks about dropout rates." for i in range(40))
+    hits = _hits(long_chunk, DROPOUT)
+    answer = generator.generate("How does dropout reduce overfitting?", hits)
+    assert sentences.batches == [MAX_EMBEDDED]
+    # The answer sentence survives the cheap pre-selection among 40 look-alikes.
+    assert "reduces overfitting" in answer.text
