@@ -1,8 +1,10 @@
 """``mlrag eval calibrate``: tune on the DEV split only, report on the held-out TEST split.
 
-1. The abstention threshold (``settings.abstain_threshold``: the best dense similarity between
-   the query and any retrieved chunk, see rag.relevance) that maximises abstention accuracy
-   minus false-abstention rate on dev.
+1. The abstention rule (see rag.relevance) that maximises abstention accuracy minus
+   false-abstention rate on dev: ``settings.abstain_term_max_df`` (a specific question term in
+   at most this many corpus chunks must appear in the context; -1 = no term check) together
+   with ``settings.abstain_threshold`` (the least best dense similarity between the query and
+   any retrieved chunk). The similarity-only rule is reported beside it for comparison.
 2. The ``source_boost`` of the user's page (topic ``machine-learning``) that maximises recall
    within 3,000 characters on dev answerable items (page and linked together, since a strong
    boost helps page questions and can hurt linked ones).
@@ -13,6 +15,7 @@ the configuration (the lead applies them).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -27,16 +30,20 @@ from rag.errors import InvalidInputError
 if TYPE_CHECKING:
     from rag.config import Settings
     from rag.pipeline import RAG
+    from rag.relevance import RelevanceSignal
 
 DEFAULT_BOOSTS: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3, 1.5, 2.0, 2.5, 3.0, 4.0)
 HEADLINE = "budget_any@3000"
 # Thresholds at which the accuracy / false-abstention trade-off is also reported.
 CURVE_THRESHOLDS: tuple[float, ...] = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+# Candidate corpus-frequency limits of the specific-term check (-1: no term check).
+DEFAULT_TERM_DFS: tuple[int, ...] = (-1, 0, 1, 2, 3, 5, 10, 20, 50)
 
 
 @dataclass(frozen=True)
 class ThresholdChoice:
-    """A threshold with its dev objective and held-out test numbers."""
+    """The chosen rule (threshold and term check) with its dev objective and held-out test
+    numbers, beside the current settings' and the similarity-only rule's test numbers."""
 
     threshold: float
     dev_objective: float
@@ -47,25 +54,44 @@ class ThresholdChoice:
     current_threshold: float
     test_abstention_accuracy_current: float | None
     test_false_abstention_current: float | None
+    term_max_df: int = -1
+    current_term_max_df: int = -1
+    similarity_only_threshold: float | None = None
+    similarity_only_dev_objective: float | None = None
+    test_abstention_accuracy_similarity_only: float | None = None
+    test_false_abstention_similarity_only: float | None = None
+
+
+def relevance_signals(
+    rag: RAG, items: Sequence[GoldItem], retriever: str, k: int
+) -> list[RelevanceSignal]:
+    """The relevance signals per item, exactly as ``RAG.ask`` computes them."""
+    return [
+        rag.relevance(item.question, rag.search(item.question, k=k, retriever=retriever))
+        for item in items
+    ]
 
 
 def best_similarities(rag: RAG, items: Sequence[GoldItem], retriever: str, k: int) -> list[float]:
     """The best query-to-hit dense similarity per item, exactly as ``RAG.ask`` computes it."""
-    from rag.relevance import best_similarity
+    return [signal.similarity for signal in relevance_signals(rag, items, retriever, k)]
 
-    sims = []
-    for item in items:
-        hits = rag.search(item.question, k=k, retriever=retriever)
-        vector = rag.embedder.embed_query(item.question)
-        sims.append(best_similarity(vector, hits, rag.store) if hits else -1.0)
-    return sims
+
+def term_flags(signals: Sequence[RelevanceSignal], max_df: int) -> list[bool]:
+    """Per item, whether the term check alone abstains with limit ``max_df``."""
+    return [bool(signal.missing_terms(max_df)) for signal in signals]
 
 
 def abstention_rates(
-    sims: Sequence[float], answerable: Sequence[bool], threshold: float
+    sims: Sequence[float],
+    answerable: Sequence[bool],
+    threshold: float,
+    forced: Sequence[bool] | None = None,
 ) -> tuple[float | None, float | None]:
-    """(abstention accuracy, false-abstention rate) when abstaining below ``threshold``."""
-    abstain = [s < threshold for s in sims]
+    """(abstention accuracy, false-abstention rate) when abstaining below ``threshold``, and
+    also wherever ``forced`` is true (the term check)."""
+    forced = forced if forced is not None else [False] * len(sims)
+    abstain = [s < threshold or f for s, f in zip(sims, forced, strict=True)]
     on_unanswerable = [a for a, ok in zip(abstain, answerable, strict=True) if not ok]
     on_answerable = [a for a, ok in zip(abstain, answerable, strict=True) if ok]
     return abstention_accuracy(on_unanswerable), false_abstention_rate(on_answerable)
@@ -76,10 +102,13 @@ def objective(accuracy: float | None, false_rate: float | None) -> float:
     return (accuracy or 0.0) - (false_rate or 0.0)
 
 
-def choose_threshold(sims: Sequence[float], answerable: Sequence[bool]) -> tuple[float, float]:
-    """The threshold maximising :func:`objective` and its value. Candidates are the
-    midpoints between consecutive distinct similarities (plus one below and one above all);
-    among equally good ones the middle candidate is taken, for the widest margin."""
+def choose_threshold(
+    sims: Sequence[float], answerable: Sequence[bool], forced: Sequence[bool] | None = None
+) -> tuple[float, float]:
+    """The threshold maximising :func:`objective` (abstaining also where ``forced``) and its
+    value. Candidates are the midpoints between consecutive distinct similarities (plus one
+    below and one above all); among equally good ones the middle candidate is taken, for the
+    widest margin."""
     values = sorted(set(round(s, 6) for s in sims))
     if not values:
         raise InvalidInputError("no similarities to calibrate on")
@@ -88,45 +117,102 @@ def choose_threshold(sims: Sequence[float], answerable: Sequence[bool]) -> tuple
         *((a + b) / 2 for a, b in zip(values, values[1:], strict=False)),
         values[-1] + 1e-3,
     ]
-    scored = [(objective(*abstention_rates(sims, answerable, t)), t) for t in candidates]
+    scored = [(objective(*abstention_rates(sims, answerable, t, forced)), t) for t in candidates]
     best = max(score for score, _ in scored)
     tied = [t for score, t in scored if abs(score - best) < 1e-12]
     return round(tied[len(tied) // 2], 4), best
 
 
+def choose_rule(
+    signals: Sequence[RelevanceSignal],
+    answerable: Sequence[bool],
+    term_dfs: Sequence[int] = DEFAULT_TERM_DFS,
+) -> tuple[float, int, float]:
+    """(threshold, term limit, objective) maximising :func:`objective` over ``term_dfs``,
+    each with its best threshold; among equally good limits the middle one is taken."""
+    sims = [signal.similarity for signal in signals]
+    scored = []
+    for max_df in sorted(term_dfs):
+        threshold, best = choose_threshold(sims, answerable, term_flags(signals, max_df))
+        scored.append((best, max_df, threshold))
+    top = max(score for score, _, _ in scored)
+    tied = [(max_df, threshold) for score, max_df, threshold in scored if abs(score - top) < 1e-12]
+    max_df, threshold = tied[len(tied) // 2]
+    return threshold, max_df, top
+
+
 def calibrate_threshold(
-    rag: RAG, dev: Sequence[GoldItem], test: Sequence[GoldItem], retriever: str, k: int
+    rag: RAG,
+    dev: Sequence[GoldItem],
+    test: Sequence[GoldItem],
+    retriever: str,
+    k: int,
+    term_dfs: Sequence[int] = DEFAULT_TERM_DFS,
 ) -> tuple[ThresholdChoice, dict[str, Any]]:
-    """Choose the threshold on ``dev`` and measure it (and the current one) on ``test``."""
-    dev_sims = best_similarities(rag, dev, retriever, k)
+    """Choose the abstention rule on ``dev`` and measure it, the current settings and the
+    similarity-only rule on ``test``."""
+    dev_signals = relevance_signals(rag, dev, retriever, k)
+    dev_sims = [s.similarity for s in dev_signals]
     dev_ok = [i.answerable for i in dev]
     if all(dev_ok):
         raise InvalidInputError(
             "the dev split has no unanswerable items: cannot calibrate abstention"
         )
-    threshold, best = choose_threshold(dev_sims, dev_ok)
-    dev_acc, dev_false = abstention_rates(dev_sims, dev_ok, threshold)
-    test_sims = best_similarities(rag, test, retriever, k)
-    test_ok = [i.answerable for i in test]
-    test_acc, test_false = abstention_rates(test_sims, test_ok, threshold) if test else (None, None)
-    current = rag.settings.abstain_threshold
-    cur_acc, cur_false = abstention_rates(test_sims, test_ok, current) if test else (None, None)
-    choice = ThresholdChoice(
-        threshold, best, dev_acc, dev_false, test_acc, test_false, current, cur_acc, cur_false
+    threshold, max_df, best = choose_rule(dev_signals, dev_ok, term_dfs)
+    dev_acc, dev_false = abstention_rates(
+        dev_sims, dev_ok, threshold, term_flags(dev_signals, max_df)
     )
+    sim_threshold, sim_best = choose_threshold(dev_sims, dev_ok)
+    test_signals = relevance_signals(rag, test, retriever, k)
+    test_sims = [s.similarity for s in test_signals]
+    test_ok = [i.answerable for i in test]
+
+    def on_test(t: float, df: int) -> tuple[float | None, float | None]:
+        if not test:
+            return None, None
+        return abstention_rates(test_sims, test_ok, t, term_flags(test_signals, df))
+
+    current, current_df = rag.settings.abstain_threshold, rag.settings.abstain_term_max_df
+    choice = ThresholdChoice(
+        threshold, best, dev_acc, dev_false, *on_test(threshold, max_df),
+        current, *on_test(current, current_df),
+        term_max_df=max_df, current_term_max_df=current_df,
+        similarity_only_threshold=sim_threshold, similarity_only_dev_objective=sim_best,
+    )  # fmt: skip
+    sim_acc, sim_false = on_test(sim_threshold, -1)
+    choice = dataclasses.replace(
+        choice,
+        test_abstention_accuracy_similarity_only=sim_acc,
+        test_false_abstention_similarity_only=sim_false,
+    )
+    dev_flags = term_flags(dev_signals, max_df)
+    test_flags = term_flags(test_signals, max_df)
     curve = [
         {
             "threshold": t,
-            "dev": abstention_rates(dev_sims, dev_ok, t),
-            "test": abstention_rates(test_sims, test_ok, t) if test else (None, None),
+            "dev": abstention_rates(dev_sims, dev_ok, t, dev_flags),
+            "test": abstention_rates(test_sims, test_ok, t, test_flags) if test else (None, None),
         }
         for t in CURVE_THRESHOLDS
     ]
+    term_grid = [
+        {"term_max_df": df, "dev": abstention_rates(dev_sims, dev_ok, threshold, term_flags(dev_signals, df))}
+        for df in sorted(term_dfs)
+    ]  # fmt: skip
+
+    def rows(items: Sequence[GoldItem], signals: Sequence[RelevanceSignal]) -> list[dict[str, Any]]:
+        return [
+            {"id": i.id, "answerable": i.answerable, "best_similarity": s.similarity,
+             "uncovered_terms": [list(u) for u in s.uncovered]}
+            for i, s in zip(items, signals, strict=True)
+        ]  # fmt: skip
+
     detail = {
         "curve": curve,
-        "dev": [{"id": i.id, "answerable": i.answerable, "best_similarity": s} for i, s in zip(dev, dev_sims, strict=True)],
-        "test": [{"id": i.id, "answerable": i.answerable, "best_similarity": s} for i, s in zip(test, test_sims, strict=True)],
-    }  # fmt: skip
+        "term_grid": term_grid,
+        "dev": rows(dev, dev_signals),
+        "test": rows(test, test_signals),
+    }
     return choice, detail
 
 
@@ -184,8 +270,9 @@ def run_calibration(
     boost_retriever: str | None = None,
     out: Path | None = None,
     rag: RAG | None = None,
+    term_dfs: Sequence[int] = DEFAULT_TERM_DFS,
 ) -> dict[str, Any]:
-    """Calibrate the abstention threshold and the page boost on dev, report test."""
+    """Calibrate the abstention rule and the page boost on dev, report test."""
     from rag.pipeline import RAG
 
     rag = rag or RAG(settings)
@@ -204,7 +291,7 @@ def run_calibration(
         "test_items": len(test),
     }
     try:
-        choice, detail = calibrate_threshold(rag, dev, test, retriever, k)
+        choice, detail = calibrate_threshold(rag, dev, test, retriever, k, term_dfs)
         result["abstain_threshold"] = asdict(choice)
         result["similarities"] = detail
     except InvalidInputError as exc:
@@ -229,18 +316,27 @@ def format_calibration(result: dict[str, Any]) -> str:
         lines.append(f"abstain_threshold: not calibrated: {t['error']}")
     else:
         lines.append(
-            f"abstain_threshold = {t['threshold']:.4f}  (dev: accuracy {f(t['dev_abstention_accuracy'])}, "
-            f"false abstention {f(t['dev_false_abstention'])})"
+            f"abstain_threshold = {t['threshold']:.4f}, abstain_term_max_df = {t['term_max_df']}  "
+            f"(dev: accuracy {f(t['dev_abstention_accuracy'])}, false abstention {f(t['dev_false_abstention'])})"
         )
         lines.append(
-            f"  test with {t['threshold']:.4f}: accuracy {f(t['test_abstention_accuracy'])}, false abstention "
-            f"{f(t['test_false_abstention'])}; with current {t['current_threshold']}: accuracy "
-            f"{f(t['test_abstention_accuracy_current'])}, false abstention {f(t['test_false_abstention_current'])}"
+            f"  test with them: accuracy {f(t['test_abstention_accuracy'])}, false abstention "
+            f"{f(t['test_false_abstention'])}; with current {t['current_threshold']}/{t['current_term_max_df']}: "
+            f"accuracy {f(t['test_abstention_accuracy_current'])}, false abstention {f(t['test_false_abstention_current'])}"
         )
+        if t.get("similarity_only_threshold") is not None:
+            lines.append(
+                f"  similarity only (dev-optimal {t['similarity_only_threshold']:.4f}): test accuracy "
+                f"{f(t['test_abstention_accuracy_similarity_only'])}, false abstention "
+                f"{f(t['test_false_abstention_similarity_only'])}"
+            )
+        for row in result.get("similarities", {}).get("term_grid", []):
+            da, df = row["dev"]
+            lines.append(f"  term_max_df {row['term_max_df']:>3}: dev {f(da)}/{f(df)}")
     curve = result.get("similarities", {}).get("curve", [])
     if curve:
         lines.append(
-            "  trade-off (threshold: dev accuracy/false abstention | test accuracy/false abstention):"
+            "  trade-off with the chosen term check (threshold: dev accuracy/false abstention | test accuracy/false abstention):"
         )
         for row in curve:
             (da, df), (ta, tf) = row["dev"], row["test"]

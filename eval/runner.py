@@ -50,7 +50,7 @@ RETRIEVAL_SETTINGS: tuple[str, ...] = (
 )  # fmt: skip
 # Settings that change an answer beyond retrieval (part of the answer cache key).
 ANSWER_SETTINGS: tuple[str, ...] = (
-    "abstain_threshold", "support_threshold", "local_model", "local_4bit", "local_max_new_tokens",
+    "abstain_threshold", "abstain_term_max_df", "support_threshold", "local_model", "local_4bit", "local_max_new_tokens",
     "local_repetition_penalty", "claude_model", "claude_max_tokens",
 )  # fmt: skip
 BINARY_METRICS: frozenset[str] = frozenset(

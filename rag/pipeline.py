@@ -16,7 +16,7 @@ from rag.citations import build_citations, clean_markers
 from rag.errors import EmptyIndexError, GenerationError, InvalidInputError, MlragError
 from rag.grounding import assess
 from rag.prompt import ABSTAIN_TEXT, is_abstention
-from rag.relevance import best_similarity, is_relevant
+from rag.relevance import RelevanceSignal
 from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent, Turn
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ class _Plan:
     hits: list[Hit]
     relevant: bool
     best_similarity: float
+    missing_terms: tuple[str, ...]  # rare specific question terms the hits lack
     retrieve_ms: float
     started: float
 
@@ -273,10 +274,9 @@ class RAG:
 
         query = condense_query(question, history) if history else question
         hits = self.retriever(retriever_name).search(query, k, filters)
-        similarity = (
-            best_similarity(self.embedder.embed_query(query), hits, self.store) if hits else -1.0
-        )
-        relevant = bool(hits) and is_relevant(similarity, self.settings.abstain_threshold)
+        signal = self.relevance(query, hits)
+        max_df = self.settings.abstain_term_max_df
+        relevant = bool(hits) and signal.is_relevant(self.settings.abstain_threshold, max_df)
         return _Plan(
             question=question,
             query=query,
@@ -287,10 +287,23 @@ class RAG:
             strict=strict,
             hits=hits,
             relevant=relevant,
-            best_similarity=similarity,
+            best_similarity=signal.similarity,
+            missing_terms=tuple(signal.missing_terms(max_df)),
             retrieve_ms=_ms(time.perf_counter() - started),
             started=started,
         )
+
+    def relevance(self, query: str, hits: list[Hit]) -> RelevanceSignal:
+        """The signals the abstention decision reads (see rag.relevance): the best query-to-hit
+        similarity and the specific query terms that no hit contains."""
+        from rag.relevance import corpus_terms, ordinary_words, relevance_signal
+
+        if not hits:
+            return RelevanceSignal(-1.0)
+        corpus = corpus_terms(self._context().lexical_index())
+        vector = self.embedder.embed_query(query)
+        vocabulary = ordinary_words(self.embedder)
+        return relevance_signal(query, vector, hits, self.store, corpus, vocabulary)
 
     def _abstain(self, plan: _Plan, generate_ms: float = 0.0, **fields: Any) -> Answer:
         """The 'not covered' answer: no citations, no sources."""
@@ -313,12 +326,13 @@ class RAG:
             "total": _ms(time.perf_counter() - plan.started),
         }
         log.info(
-            "answer retriever=%s generator=%s k=%d abstained=%s best_sim=%.3f citations=%d timings=%s",
+            "answer retriever=%s generator=%s k=%d abstained=%s best_sim=%.3f missing_terms=%s citations=%d timings=%s",
             plan.retriever,
             plan.generator,
             len(plan.hits),
             answer.abstained,
             plan.best_similarity,
+            ",".join(plan.missing_terms) or "-",
             len(answer.citations),
             timings,
         )

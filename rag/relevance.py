@@ -1,22 +1,237 @@
 """Is the retrieved context about the question at all?
 
-Retrievers score on different scales (cosine, BM25, RRF, cross-encoder logits), so the
-abstention decision uses one scale for all of them: the cosine similarity between the query
-embedding and the stored embeddings of the hits, whichever retriever ranked them.
+Two signals decide whether the pipeline answers or says "not covered":
+
+1. **Similarity.** Retrievers score on different scales (cosine, BM25, RRF, cross-encoder
+   logits), so one scale serves all of them: the best cosine similarity between the query
+   embedding and the stored embeddings of the hits, whichever retriever ranked them. It
+   catches off-topic questions, but barely separates near-misses ("the learning rate schedule
+   of YOLOv8") from answerable questions: the context is about learning rates either way.
+2. **Specific-term coverage.** A near-miss names something the corpus does not contain. So a
+   question term that is *specific* — written as a name (``DeepSpeed``, ``AWS``, ``YOLOv8``,
+   ``XL``) or not an ordinary English word (``dask``, ``lightgbm``) — *and* rare in the corpus
+   (in at most ``max_df`` chunks, counting its inflections) must occur in the retrieved
+   context; when it does not, the context answers a different question. Ordinary words are
+   left out because users paraphrase ("junk mail" for spam): a missing ordinary word says
+   little. "Ordinary English word" means a whole word of the embedding model's tokenizer
+   vocabulary (MiniLM: 30k word pieces learnt from Wikipedia and books), or an inflection,
+   British spelling, negation or two-word compound of one.
+
+The pipeline abstains when the similarity is below ``settings.abstain_threshold`` or a rare
+specific term is missing (``settings.abstain_term_max_df``); both were chosen on the gold dev
+split (``mlrag eval calibrate``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rag.types import Hit
 
 if TYPE_CHECKING:
+    from rag.embeddings import Embedder
+    from rag.lexical import LexicalIndex
     from rag.store import ChunkStore
 
+# Words that carry no topic: English function words and the words questions are made of.
+FUNCTION_WORDS: frozenset[str] = frozenset(
+    """a an and are as at be but by for if in into is it no not of on or such that the their then
+    there these they this to was will with what which who whom whose when where why how does do
+    did doing done were been being can could should would shall may might must i me my mine we
+    our us you your yours he she his her it its them have has had having get gets got use used
+    using uses make makes made want need needs like just also so than too very any some all each
+    every more most much many few other same only own about after before between during through
+    s t don doesn isn aren didn won way thing things stuff something anything here now still
+    really actually please tell know""".split()  # noqa: SIM905 - a word list reads better as text
+)
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_PART = re.compile(r"[a-z0-9]+")  # the parts rag.lexical.tokenize splits identifiers into
+# Suffix → replacement, longest first; British -ise spellings map onto the American -ize.
+_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("isations", "ize"), ("izations", "ize"), ("isation", "ize"), ("ization", "ize"),
+    ("ising", "ize"), ("izing", "ize"), ("ised", "ize"), ("ized", "ize"), ("ises", "ize"),
+    ("izes", "ize"), ("ise", "ize"), ("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""),
+    ("s", ""),
+)  # fmt: skip
+_NEGATIONS: tuple[str, ...] = ("non", "un")
+MIN_BASE = 3  # shorter stems are ambiguous ("aws" is not the plural of "aw")
+MIN_PREFIX = 5  # a term this long is also found as the start of a longer word
 
+
+def word_base(word: str) -> str:
+    """The inflection-free base of a lower-case word, so that "chopping" and "chop",
+    "overfitting" and "overfit", "initialise" and "initialized" compare equal (a tiny
+    stemmer: plural, -ed, -ing, -ise/-ize, doubled final consonant, final e)."""
+    base = word
+    for suffix, replacement in _SUFFIXES:
+        if word.endswith(suffix) and not word.endswith("ss"):
+            stem = word[: -len(suffix)] + replacement
+            if len(stem) >= MIN_BASE:
+                base = stem
+            break
+    if len(base) > MIN_BASE and base[-1] == base[-2] and base[-1] not in "aeiouls":
+        base = base[:-1]  # chopp -> chop, overfitt -> overfit
+    if len(base) > MIN_BASE and base.endswith("e"):
+        base = base[:-1]  # use / used / uses -> us
+    return base
+
+
+@dataclass(frozen=True)
+class QuestionTerm:
+    """A content word of a question: lower-cased, its base, and whether it is written as a
+    name (capitalised after the question's first word, as in Kafka; an upper-case letter
+    after the first, as in DeepSpeed, AWS, XL; or letters mixed with digits, as in yolov8)."""
+
+    word: str
+    base: str
+    name_like: bool
+
+
+def _is_name_like(word: str, first: bool) -> bool:
+    has_digit = any(c.isdigit() for c in word)
+    has_alpha = any(c.isalpha() for c in word)
+    capitalised = not first and word[:1].isupper()  # a proper noun mid-sentence: Kafka, Spark
+    return capitalised or any(c.isupper() for c in word[1:]) or (has_digit and has_alpha)
+
+
+def question_terms(question: str) -> list[QuestionTerm]:
+    """The distinct content words of ``question`` (identifiers split into their parts, as
+    the BM25 index splits them; function words, numbers, quantities such as 100k and single
+    letters left out)."""
+    terms: dict[str, QuestionTerm] = {}
+    for position, raw in enumerate(_WORD.findall(question)):
+        word = raw.lower()
+        if len(word) < 2 or word[0].isdigit() or word in FUNCTION_WORDS:
+            continue  # single letters, function words, numbers and quantities (2018, 100k)
+        name_like = _is_name_like(raw, first=position == 0)
+        if word in terms:
+            name_like = name_like or terms[word].name_like
+        terms[word] = QuestionTerm(word, word_base(word), name_like)
+    return list(terms.values())
+
+
+def text_words(text: str) -> set[str]:
+    """The lower-case alphanumeric words of ``text`` (identifiers split into parts)."""
+    return set(_PART.findall(text.lower()))
+
+
+# --- corpus and language statistics ------------------------------------------------------------
+@dataclass(frozen=True)
+class CorpusTerms:
+    """How many chunks of the corpus contain each word base: the document frequencies of its
+    forms summed (an upper bound where forms share a chunk; "rare" is all that matters)."""
+
+    base_df: Mapping[str, int]
+    n_docs: int
+
+    @classmethod
+    def from_document_frequencies(cls, df: Mapping[str, int], n_docs: int) -> CorpusTerms:
+        """From per-token document frequencies; identifier tokens (``np.linalg``) are skipped,
+        since their parts are counted on their own."""
+        base_df: dict[str, int] = {}
+        for token, count in df.items():
+            if _PART.fullmatch(token):
+                base = word_base(token)
+                base_df[base] = base_df.get(base, 0) + int(count)
+        return cls(base_df, n_docs)
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> CorpusTerms:
+        """Counted from the texts themselves (small stores, tests)."""
+        df: dict[str, int] = {}
+        n = 0
+        for text in texts:
+            n += 1
+            for word in text_words(text):
+                df[word] = df.get(word, 0) + 1
+        return cls.from_document_frequencies(df, n)
+
+    def df(self, word: str) -> int:
+        """Chunks containing ``word`` or an inflection of it (summed over the forms)."""
+        return self.base_df.get(word_base(word), 0)
+
+
+_corpus_cache: dict[int, tuple[str, CorpusTerms]] = {}
+_ordinary_cache: dict[str, frozenset[str]] = {}
+_cache_lock = threading.Lock()
+
+
+def corpus_terms(index: LexicalIndex) -> CorpusTerms:
+    """The corpus statistics of a BM25 index, computed once per corpus version."""
+    index.ensure_fresh()
+    version = index.version
+    with _cache_lock:
+        cached = _corpus_cache.get(id(index))
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    # LexicalIndex has no public accessor for its vocabulary; bm25s keeps a token-major CSC
+    # score matrix, so a token's document frequency is the length of its column.
+    bm25 = getattr(index, "_bm25", None)
+    if bm25 is None:
+        terms = CorpusTerms({}, 0)
+    else:
+        indptr = np.asarray(bm25.scores["indptr"])
+        df = {
+            token: int(indptr[i + 1] - indptr[i])
+            for token, i in bm25.vocab_dict.items()
+            if token and i + 1 < len(indptr)
+        }
+        terms = CorpusTerms.from_document_frequencies(df, int(bm25.scores["num_docs"]))
+    with _cache_lock:
+        _corpus_cache[id(index)] = (version, terms)
+    return terms
+
+
+def vocabulary_words(vocab: Iterable[str]) -> frozenset[str]:
+    """The whole alphabetic words of a tokenizer vocabulary (WordPiece continuations such
+    as ``##ing``, special tokens and fragments of other alphabets left out; SentencePiece
+    and byte-level BPE word-start markers removed)."""
+    words = set()
+    for piece in vocab:
+        if piece.startswith("##"):
+            continue
+        word = piece.lstrip("▁Ġ").lower()
+        if len(word) >= 2 and word.isascii() and word.isalpha():
+            words.add(word)
+    return frozenset(words)
+
+
+def ordinary_words(embedder: Embedder) -> frozenset[str]:
+    """The ordinary English words according to the embedding model's tokenizer."""
+    with _cache_lock:
+        cached = _ordinary_cache.get(embedder.model_name)
+    if cached is None:
+        cached = vocabulary_words(embedder.tokenizer.get_vocab())
+        with _cache_lock:
+            _ordinary_cache[embedder.model_name] = cached
+    return cached
+
+
+def is_ordinary(word: str, vocabulary: frozenset[str]) -> bool:
+    """Whether ``word`` is an ordinary word: in ``vocabulary``, or an inflection, negation
+    ("unimportant") or two-word compound ("chatbot") of words in it."""
+
+    def known(w: str) -> bool:
+        base = word_base(w)
+        return w in vocabulary or base in vocabulary or base + "e" in vocabulary
+
+    if known(word):
+        return True
+    for prefix in _NEGATIONS:
+        if word.startswith(prefix) and len(word) - len(prefix) >= 4 and known(word[len(prefix) :]):
+            return True
+    return any(
+        known(word[:i]) and known(word[i:]) for i in range(MIN_BASE, len(word) - MIN_BASE + 1)
+    )
+
+
+# --- the signal ----------------------------------------------------------------------------------
 def stored_embeddings(store: ChunkStore, ids: list[str]) -> dict[str, np.ndarray]:
     """The stored (unit) embeddings of the given chunk ids; missing ids are absent."""
     if not ids:
@@ -46,3 +261,64 @@ def best_similarity(query_vector: np.ndarray, hits: list[Hit], store: ChunkStore
 def is_relevant(similarity: float, threshold: float) -> bool:
     """Whether the best similarity clears the abstention threshold."""
     return similarity >= threshold
+
+
+def uncovered_specific_terms(
+    question: str, hits: Sequence[Hit], corpus: CorpusTerms, vocabulary: frozenset[str]
+) -> list[tuple[str, int]]:
+    """The question's specific terms (see the module docstring) that no hit contains, even
+    inflected, each with its corpus document frequency."""
+    words: set[str] = set()
+    joined: set[str] = set()  # neighbouring words run together: "batch norm" -> "batchnorm"
+    for hit in hits:
+        sequence = _PART.findall(hit.chunk.indexed_text.lower())
+        words.update(sequence)
+        joined.update(a + b for a, b in zip(sequence, sequence[1:], strict=False))
+    bases = {word_base(w) for w in words}
+    uncovered = []
+    for term in question_terms(question):
+        if term.word in words or term.base in bases:
+            continue
+        if len(term.word) >= MIN_PREFIX and any(w.startswith(term.word) for w in words | joined):
+            continue  # BatchNorm in "BatchNorm2d" or "Batch Normalization"
+        if term.name_like or not is_ordinary(term.word, vocabulary):
+            uncovered.append((term.word, corpus.df(term.word)))
+    return uncovered
+
+
+@dataclass(frozen=True)
+class RelevanceSignal:
+    """What the abstention decision looks at: the best query-to-hit cosine similarity and
+    the specific question terms the hits lack (with their corpus document frequencies)."""
+
+    similarity: float
+    uncovered: tuple[tuple[str, int], ...] = ()
+
+    def missing_terms(self, max_df: int) -> list[str]:
+        """Uncovered specific terms found in at most ``max_df`` chunks of the corpus."""
+        return [word for word, df in self.uncovered if df <= max_df]
+
+    def is_relevant(self, threshold: float, max_df: int) -> bool:
+        """Answer only when the similarity clears ``threshold`` and no rare specific term
+        is missing from the context (``max_df < 0`` turns the term check off)."""
+        return is_relevant(self.similarity, threshold) and not self.missing_terms(max_df)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (eval records, logs)."""
+        return {"similarity": self.similarity, "uncovered": [list(u) for u in self.uncovered]}
+
+
+def relevance_signal(
+    question: str,
+    query_vector: np.ndarray,
+    hits: list[Hit],
+    store: ChunkStore,
+    corpus: CorpusTerms,
+    vocabulary: frozenset[str],
+) -> RelevanceSignal:
+    """Both relevance signals of ``hits`` for ``question`` (similarity -1.0 without hits)."""
+    if not hits:
+        return RelevanceSignal(-1.0)
+    similarity = best_similarity(query_vector, hits, store)
+    uncovered = uncovered_specific_terms(question, hits, corpus, vocabulary)
+    return RelevanceSignal(similarity, tuple(uncovered))

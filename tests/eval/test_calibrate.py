@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eval.calibrate import abstention_rates, choose_threshold, run_calibration
+from eval.calibrate import abstention_rates, choose_rule, choose_threshold, run_calibration
 from rag.config import Settings
 from rag.pipeline import RAG
+from rag.relevance import RelevanceSignal
 from tests.eval.tiny_corpus import GOLD, build_tiny_store, write_gold
 
 DEV = {"page-001", "numpy-001", "unans-001"}
@@ -22,6 +23,25 @@ def test_choose_threshold_hand_case() -> None:
     # Perfectly separable: the middle of the gap is never chosen over a worse threshold.
     threshold, best = choose_threshold([0.8, 0.9, 0.1, 0.2], [True, True, False, False])
     assert best == 1.0 and 0.2 < threshold < 0.8
+
+
+def test_choose_rule_uses_the_term_check_where_similarity_cannot_separate() -> None:
+    signals = [
+        RelevanceSignal(0.6),
+        RelevanceSignal(0.5, (("pandas", 40),)),  # a frequent term: no reason to abstain
+        RelevanceSignal(0.45),
+        RelevanceSignal(0.7, (("deepspeed", 0),)),  # near-miss: similar context, unknown name
+        RelevanceSignal(0.2),  # off-topic
+    ]
+    answerable = [True, True, True, False, False]
+    sims = [s.similarity for s in signals]
+    assert choose_threshold(sims, answerable)[1] < 1.0  # similarity alone cannot separate them
+    threshold, max_df, best = choose_rule(signals, answerable, term_dfs=(-1, 0, 10, 50))
+    assert best == 1.0 and max_df in (0, 10) and 0.2 < threshold <= 0.45
+    assert abstention_rates(sims, answerable, threshold, [False, False, False, True, False]) == (
+        1.0,
+        0.0,
+    )
 
 
 def test_run_calibration_on_a_tiny_store(settings: Settings, embedder, tmp_path: Path) -> None:
@@ -46,6 +66,10 @@ def test_run_calibration_on_a_tiny_store(settings: Settings, embedder, tmp_path:
         dev_sims["unans-001"] < t["threshold"] <= min(dev_sims["page-001"], dev_sims["numpy-001"])
     )
     assert t["dev_abstention_accuracy"] == 1.0 and t["dev_false_abstention"] == 0.0
+    assert t["current_term_max_df"] == settings.abstain_term_max_df and "term_max_df" in t
+    dev_rows = {d["id"]: d for d in result["similarities"]["dev"]}
+    assert ["australia", 0] in dev_rows["unans-001"]["uncovered_terms"]
+    assert dev_rows["page-001"]["uncovered_terms"] == []
     assert (
         t["test_abstention_accuracy"] is not None
         and t["current_threshold"] == settings.abstain_threshold
