@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import queue
 import threading
+import time
 from collections import OrderedDict
-from functools import cached_property
+from collections.abc import Callable
+from concurrent.futures import Future
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,6 +64,115 @@ def resolve_embedding_model(name: str) -> str:
     return name
 
 
+# Query micro-batching. Constants, not settings: they trade at most a couple of milliseconds
+# of one query's latency for one forward pass over many queries, and only under concurrency.
+QUERY_BATCH_MAX = 32  # one model.encode batch (embed_documents' default batch_size)
+QUERY_BATCH_WINDOW_S = 0.002  # how long to wait for more queries once several are waiting
+QUERY_WORKER_IDLE_S = 5.0  # an idle worker exits (and lets its Embedder be collected)
+
+
+class QueryBatcher:
+    """Coalesces concurrent single-text requests into one call of ``encode``.
+
+    A daemon worker, started on the first request, takes the oldest waiting text. If nothing
+    else is waiting it encodes that text at once (a lone query never waits); otherwise it
+    drains the queue and waits up to ``window_s`` for more, up to ``max_batch`` texts. Each
+    caller gets its own row of the result through a Future; a failure of ``encode`` is set on
+    every Future of the batch.
+    """
+
+    def __init__(
+        self,
+        encode: Callable[[list[str]], np.ndarray],
+        max_batch: int = QUERY_BATCH_MAX,
+        window_s: float = QUERY_BATCH_WINDOW_S,
+        idle_s: float = QUERY_WORKER_IDLE_S,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._encode = encode
+        self.max_batch = max_batch
+        self.window_s = window_s
+        self.idle_s = idle_s
+        self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]]] = queue.SimpleQueue()
+        # Guards starting and retiring the worker, so a text is never queued with no worker.
+        self._worker_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self.batches = 0  # encode calls made (observability and tests)
+
+    @property
+    def worker_alive(self) -> bool:
+        """Whether a worker thread is running now."""
+        worker = self._worker
+        return worker is not None and worker.is_alive()
+
+    def submit(self, text: str, future: Future[np.ndarray] | None = None) -> Future[np.ndarray]:
+        """Queue ``text``; the returned Future (``future`` when given) resolves to its vector."""
+        future = future if future is not None else Future()
+        with self._worker_lock:
+            self._queue.put((text, future))
+            if not self.worker_alive:  # first use, after an idle exit, or in a forked child
+                self._worker = threading.Thread(
+                    target=self._run, name="mlrag-query-batcher", daemon=True
+                )
+                self._worker.start()
+        return future
+
+    def _run(self) -> None:
+        """Worker loop: take a batch, encode it, deliver; exit after ``idle_s`` without work."""
+        while True:
+            try:
+                first = self._queue.get(timeout=self.idle_s)
+            except queue.Empty:
+                with self._worker_lock:
+                    # Checked under the lock that submit() queues under: nothing is stranded.
+                    if self._queue.empty():
+                        self._worker = None
+                        return
+                continue
+            self._encode_batch(self._collect(first))
+
+    def _collect(
+        self, first: tuple[str, Future[np.ndarray]]
+    ) -> list[tuple[str, Future[np.ndarray]]]:
+        """``first`` plus whatever is waiting, and (only if something was) what arrives soon."""
+        batch = [first]
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if len(batch) == 1:
+            return batch  # no concurrency: do not make a lone query wait
+        deadline = time.monotonic() + self.window_s
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def _encode_batch(self, batch: list[tuple[str, Future[np.ndarray]]]) -> None:
+        """Encode ``batch`` in one call and resolve each Future with its row (or the error)."""
+        self.batches += 1
+        try:
+            vectors = self._encode([text for text, _ in batch])
+            if len(vectors) != len(batch):
+                raise RuntimeError(
+                    f"encoder returned {len(vectors)} vectors for {len(batch)} texts"
+                )
+        except BaseException as exc:  # noqa: BLE001 - every caller must hear of it, none may hang
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for (_, future), vector in zip(batch, vectors, strict=True):
+            # A copy, so a cached query vector does not keep its whole batch alive.
+            future.set_result(np.array(vector, dtype=np.float32, copy=True))
+
+
 class Embedder:
     """Encodes documents and queries into L2-normalised float32 vectors."""
 
@@ -68,7 +181,13 @@ class Embedder:
         self.threads = threads
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_size = query_cache_size
+        # One lock around model.encode: ingest batches and query batches take turns rather than
+        # oversubscribing the cores with two forward passes at once.
         self._lock = threading.Lock()
+        # Guards the query cache and the in-flight map (several request threads use them).
+        self._cache_lock = threading.Lock()
+        self._in_flight: dict[str, Future[np.ndarray]] = {}
+        self._query_batcher = QueryBatcher(self.embed_documents)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Embedder:
@@ -98,7 +217,7 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
-        dim = self.model.get_sentence_embedding_dimension()
+        dim = self.model.get_embedding_dimension()
         assert dim is not None
         return int(dim)
 
@@ -123,16 +242,32 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """Embed one query (cached: repeated queries cost nothing)."""
-        cached = self._query_cache.get(text)
-        if cached is not None:
-            self._query_cache.move_to_end(text)
-            return cached
-        vector = self.embed_documents([text])[0]
-        self._query_cache[text] = vector
-        if len(self._query_cache) > self._query_cache_size:
-            self._query_cache.popitem(last=False)
-        return vector
+        """Embed one query (cached: repeated queries cost nothing; concurrent new queries
+        share one forward pass)."""
+        with self._cache_lock:
+            cached = self._query_cache.get(text)
+            if cached is not None:
+                self._query_cache.move_to_end(text)
+                return cached
+            future = self._in_flight.get(text)
+            if future is None:  # not being embedded for another caller already
+                future = Future()
+                # Added before queueing, so the callback runs on the worker, never here
+                # (where it would re-enter the non-reentrant cache lock).
+                future.add_done_callback(partial(self._remember_query, text))
+                self._in_flight[text] = future
+                self._query_batcher.submit(text, future)
+        return future.result()
+
+    def _remember_query(self, text: str, future: Future[np.ndarray]) -> None:
+        """Cache a finished query vector (failures are not cached) and retire it as in flight."""
+        with self._cache_lock:
+            self._in_flight.pop(text, None)
+            if future.exception() is not None:
+                return
+            self._query_cache[text] = future.result()
+            if len(self._query_cache) > self._query_cache_size:
+                self._query_cache.popitem(last=False)
 
 
 def _register_chroma_function() -> type:
@@ -144,8 +279,11 @@ def _register_chroma_function() -> type:
         """Chroma adapter around :class:`Embedder`, so Chroma never falls back to its own
         default model (which downloads weights and fails offline)."""
 
-        def __init__(self, model_name: str = "sentence-transformers/all-MiniLM-L6-v2",
-                     embedder: Embedder | None = None) -> None:
+        def __init__(
+            self,
+            model_name: str = "sentence-transformers/all-MiniLM-L6-v2",
+            embedder: Embedder | None = None,
+        ) -> None:
             self._embedder = embedder or Embedder(model_name)
             self._model_name = model_name
 
@@ -175,4 +313,3 @@ def chroma_embedding_function(embedder: Embedder) -> Any:
     if _chroma_function_cls is None:
         _chroma_function_cls = _register_chroma_function()
     return _chroma_function_cls(model_name=embedder.model_name, embedder=embedder)
-
