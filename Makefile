@@ -37,7 +37,7 @@ lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: install
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest.py $(if $(wildcard $(MIRROR)/MANIFEST.json),--mirror $(MIRROR))
 
 clean:
 	rm -rf $(VENV) data runs .pytest_cache

@@ -50,7 +50,7 @@ from finetune.dataset import (
 )
 from finetune.overlap import DEFAULT_GOLD, check_file, check_no_overlap
 from rag.errors import CapacityError, InvalidInputError, MlragError, ModelUnavailableError
-from rag.local_models import _ADAPTER_NAME, ADAPTER_METADATA, resolve_local_model
+from rag.local_models import ADAPTER_METADATA, ADAPTER_NAME_PATTERN, resolve_local_model
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -91,7 +91,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """InvalidInputError for values that cannot train."""
-        if not _ADAPTER_NAME.match(self.name):
+        if not ADAPTER_NAME_PATTERN.match(self.name):
             raise InvalidInputError(
                 f"bad adapter name {self.name!r}: use letters, digits, '.', '_' or '-' (max 128)"
             )

@@ -200,6 +200,22 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self._chunks)
 
+    def document_frequencies(self) -> tuple[dict[str, int], int]:
+        """(token -> number of chunks containing it, number of chunks) of the current index."""
+        with self._lock:
+            bm25 = self._bm25
+        if bm25 is None:
+            return {}, 0
+        # bm25s keeps a token-major CSC score matrix: a token's document frequency is the
+        # length of its column.
+        indptr = np.asarray(bm25.scores["indptr"])
+        df = {
+            token: int(indptr[i + 1] - indptr[i])
+            for token, i in bm25.vocab_dict.items()
+            if token and i + 1 < len(indptr)
+        }
+        return df, int(bm25.scores["num_docs"])
+
     def chunks_by_id(self, ids: Iterable[str]) -> dict[str, Chunk]:
         """The indexed chunks among ``ids`` (ids not in the index are left out)."""
         by_id = self._by_id

@@ -51,7 +51,7 @@ _CONVERTED_MARKER = "mlrag-conversion.json"
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_METADATA = "mlrag.json"
-_ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ADAPTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -168,13 +168,16 @@ class AdapterRegistry:
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if p.is_dir() and _ADAPTER_NAME.match(p.name) and (p / ADAPTER_CONFIG).is_file()
+            if p.is_dir() and ADAPTER_NAME_PATTERN.match(p.name) and (p / ADAPTER_CONFIG).is_file()
         )
 
     def path(self, name: str) -> Path:
         """The folder of adapter ``name``; UnknownNameError if there is none."""
         # The name comes from users (API, Slack): reject anything that could leave the root.
-        if not _ADAPTER_NAME.match(name) or not (self.root / name / ADAPTER_CONFIG).is_file():
+        if (
+            not ADAPTER_NAME_PATTERN.match(name)
+            or not (self.root / name / ADAPTER_CONFIG).is_file()
+        ):
             known = ", ".join(self.names()) or "none"
             raise UnknownNameError(f"unknown adapter {name!r} (available: {known})")
         return self.root / name

@@ -170,19 +170,8 @@ def corpus_terms(index: LexicalIndex) -> CorpusTerms:
         cached = _corpus_cache.get(id(index))
     if cached is not None and cached[0] == version:
         return cached[1]
-    # LexicalIndex has no public accessor for its vocabulary; bm25s keeps a token-major CSC
-    # score matrix, so a token's document frequency is the length of its column.
-    bm25 = getattr(index, "_bm25", None)
-    if bm25 is None:
-        terms = CorpusTerms({}, 0)
-    else:
-        indptr = np.asarray(bm25.scores["indptr"])
-        df = {
-            token: int(indptr[i + 1] - indptr[i])
-            for token, i in bm25.vocab_dict.items()
-            if token and i + 1 < len(indptr)
-        }
-        terms = CorpusTerms.from_document_frequencies(df, int(bm25.scores["num_docs"]))
+    df, n_docs = index.document_frequencies()
+    terms = CorpusTerms.from_document_frequencies(df, n_docs)
     with _cache_lock:
         _corpus_cache[id(index)] = (version, terms)
     return terms

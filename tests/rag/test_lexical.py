@@ -174,3 +174,13 @@ def test_searches_keep_working_while_a_refresh_builds(
     release.set()
     refresher.join(30)
     assert index.search("smoothing", 3)[0][0].id == "new#1"
+
+
+def test_document_frequencies_count_chunks_per_token(settings: Settings, store: ChunkStore) -> None:
+    index = LexicalIndex.load_or_build(store, lexical_index_dir(settings))
+    df, n_docs = index.document_frequencies()
+    chunks = make_chunks()
+    assert n_docs == len(chunks)
+    for token in ("eig", "overfitting"):
+        expected = sum(token in tokenize(c.indexed_text) for c in chunks)
+        assert expected > 0 and df[token] == expected
