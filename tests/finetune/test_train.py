@@ -275,3 +275,29 @@ def test_out_of_memory_gives_one_line_advice(
     assert "\n" not in str(info.value)
     assert "--batch 1 --grad-accum 4" in str(info.value) and "--qlora" in str(info.value)
     assert not (tiny_settings.adapters_dir / "tiny").exists()
+
+
+def test_loss_over_kept_positions_equals_the_full_logit_loss(tiny_base) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from finetune.dataset import IGNORE_INDEX, TokenizedExample
+    from finetune.train import collate, token_loss_sum
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32).eval()
+    # Rows of different lengths whose answers sit at different positions (right padding).
+    rows = [
+        TokenizedExample("a", list(range(3, 15)), [IGNORE_INDEX] * 9 + list(range(12, 15))),
+        TokenizedExample("b", list(range(5, 12)), [IGNORE_INDEX] * 3 + list(range(8, 12))),
+    ]
+    batch = collate(rows, pad_id=0)
+    with torch.no_grad():
+        loss, count = token_loss_sum(model, batch)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        expected = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.size(-1)),
+            batch["labels"][:, 1:].reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+    assert count == 3 + 4
+    assert torch.allclose(loss, expected, atol=1e-5)
