@@ -336,6 +336,12 @@ _KEYWORD_STARTS = re.compile(
 _ASSIGN_AHEAD = re.compile(
     r"[A-Za-z_][\w.]*(\[[^\]]*\])?(\s*,\s*[A-Za-z_][\w.]*)*\s*(\*\*|//|[-+*/@%])?=(?!=)"
 )
+# "name = word word": two bare words in a row are not Python (unless the second is a keyword,
+# as in "y = a if b else c"), so this is a comment's prose.
+_WORDS_ASSIGNED = re.compile(
+    r"\w+\s*=\s*[A-Za-z_]\w*\s+(?!(?:if|and|or|not|in|is|for|else|async|await|lambda)\b)"
+    r"[A-Za-z_]\w*\b(?!\s*[=(.\[])"
+)
 _PY_KEYWORDS = {
     "for", "if", "def", "class", "return", "import", "from", "with", "while", "print", "try",
     "raise", "elif", "else",
@@ -356,9 +362,28 @@ def reflow_code(line: str) -> str:
         if code_end >= n:
             break
         comment_end = _comment_end(line, code_end, known)
-        out.append(line[code_end:comment_end].strip())
+        comment = line[code_end:comment_end].strip()
+        if _is_inline_comment(line, i, code_end, comment, out):
+            out[-1] = f"{out[-1].rstrip()}  {comment}"
+        else:
+            out.append(comment)
         i = comment_end
     return "\n".join(s.rstrip() for s in out if s.strip())
+
+
+def _is_inline_comment(line: str, start: int, at: int, comment: str, out: list[str]) -> bool:
+    """Whether the comment at ``line[at]`` trailed the statement before it on one source line.
+
+    Collapsing dropped the line breaks but kept the spaces: a "#" glued to code
+    (``Seq2Seq# LoRA: …``) began a line of its own, while one after a space either trailed its
+    code (``r=16,  # rank — higher = more capacity``) or began an indented line. The indented
+    ones are told apart by what they usually are: the body of a block (after ``:``), or a
+    heading for the code below it, written as a capitalised sentence (``# Block 2: …``)."""
+    if at <= start or not line[at - 1].isspace() or not out or out[-1].lstrip().startswith("#"):
+        return False
+    if out[-1].rstrip().endswith(":"):
+        return False
+    return not re.match(r"#+\s*[A-Z][a-z]", comment)
 
 
 def _known_identifiers(line: str) -> set[str]:
@@ -425,11 +450,13 @@ def _resume_at_next_comment(text: str, body: int) -> int | None:
 
 
 def _resume_after_spaced_code(text: str, body: int) -> int | None:
-    """A dotted call, a tuple opening with a string, an augmented assignment or ``else:``
-    after a space (code that followed an inline comment on the next source line)."""
+    """A dotted call, a tuple opening with a string, an augmented assignment, ``else:`` or a
+    keyword argument (``lora_alpha=32,``) after a space (code that followed an inline comment
+    on the next source line)."""
     match = re.search(
         r"(?<=\s)([A-Za-z_]\w*(\.\w+)+\(|\([\"'])"
-        r"|(?<=\s)[A-Za-z_][\w.]*(\[[^\]]*\])*\s(\*\*|//|[-+*/@%])=\s|(?<=\s)else:",
+        r"|(?<=\s)[A-Za-z_][\w.]*(\[[^\]]*\])*\s(\*\*|//|[-+*/@%])=\s|(?<=\s)else:"
+        r"|(?<=\s)[A-Za-z_]\w*=(?![=\s])",
         text[body:],
     )
     return body + match.start() if match else None
@@ -491,6 +518,7 @@ def _resume_at_known_word(text: str, body: int, known: set[str]) -> int | None:
         assigns = (
             _ASSIGN_AHEAD.match(rest)
             and not re.match(r"\w+\s*=\s*\w+\s*[+\-*/]", rest)  # "y = wx + b" is prose
+            and not _WORDS_ASSIGNED.match(rest)  # "higher = more capacity" is prose
             and " = " in rest[: len(word) + 40]
         )
         starts = _KEYWORD_STARTS.match(rest) and re.match(

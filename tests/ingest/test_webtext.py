@@ -181,7 +181,7 @@ def test_generic_small_page() -> None:
     )
     assert "### Running K-Means\n\nK-Means in scikit-learn\n\n```python\n" in out
     assert "from sklearn.cluster import KMeans\n# Fit three clusters\nmodel = KMeans(" in out
-    assert "# one label per row\nprint(labels[:10])\n```" in out
+    assert "labels = model.fit_predict(X)  # one label per row\nprint(labels[:10])\n```" in out
 
 
 @pytest.mark.parametrize(
@@ -194,11 +194,17 @@ def test_generic_small_page() -> None:
         ),
         (
             "x = compute(1)y = x + 1 # add onetotal = y * 2print(total)",
-            "x = compute(1)\ny = x + 1\n# add one\ntotal = y * 2\nprint(total)",
+            "x = compute(1)\ny = x + 1  # add one\ntotal = y * 2\nprint(total)",
         ),
         (
             's = "a # not a comment"t = 1',
             's = "a # not a comment"\nt = 1',
+        ),
+        (  # inline comments stay with their code; headings and block bodies get a line
+            "lora = LoraConfig( r=16, # rank — higher = more capacity lora_alpha=32, # scaling)"
+            "for x in xs: # Update each one x.step() # one step",
+            "lora = LoraConfig( r=16,  # rank — higher = more capacity\nlora_alpha=32,  # scaling\n"
+            ")\nfor x in xs:\n# Update each one\nx.step()  # one step",
         ),
         (
             "for i in range(3): print(i)",
