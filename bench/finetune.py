@@ -35,7 +35,8 @@ from rag.config import Settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SUMMARY_METRICS = (
-    "correct_abstention", "false_abstention", "citation_validity", "groundedness", "token_f1",
+    "correct_abstention", "false_abstention", "citation_validity", "groundedness",
+    "citation_recall", "token_f1",
 )  # fmt: skip
 GOLD = ROOT / "eval" / "gold" / "gold.jsonl"
 
@@ -230,6 +231,7 @@ def paired_metrics(
     # Answers that abstain have no citations or sentences: compare where both answered.
     out["citation_validity"] = compare(*both("citation_validity", answerable), binary=False)
     out["groundedness"] = compare(*both("groundedness", answerable), binary=False)
+    out["citation_recall"] = compare(*both("citation_recall", answerable), binary=False)
     out["token_f1"] = compare(
         [base[i]["token_f1"] or 0.0 for i in answerable],
         [tuned[i]["token_f1"] or 0.0 for i in answerable],
@@ -269,8 +271,10 @@ def markdown(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Paired on the items both runs evaluated; citation validity, groundedness and embedding "
-        "similarity on items both configurations answered.",
+        "Paired on the items both runs evaluated; citation validity, groundedness, citation "
+        "recall and embedding similarity on items both configurations answered. Citation "
+        "recall (ALCE): share of answer sentences citing a block that supports them, an "
+        "uncited sentence counting as a miss.",
         "",
         "Each run on all its items (mean [95% CI] (n)):",
         "",

@@ -175,6 +175,7 @@ def answer_tables(results: dict[str, Any]) -> list[Table]:
     rows = [
         [label, str(e["n"]), fmt_ci(e["correct_abstention"]), fmt_ci(e["false_abstention"]),
          fmt(e["citation_validity_pooled"]), str(e["citation_pairs"]), fmt(e["groundedness_pooled"]),
+         fmt_ci(e.get("citation_recall")),
          fmt_ci(e["token_f1"]), fmt(e["embedding_similarity"]), fmt(e["latency_ms"]["p50"], 0),
          str(e["errors"])]
         for label, e in summary.items()
@@ -190,13 +191,15 @@ def answer_tables(results: dict[str, Any]) -> list[Table]:
                 "citation validity",
                 "cited pairs",
                 "groundedness",
+                "citation recall",
                 "token F1",
                 "emb. sim.",
                 "p50 ms",
                 "errors",
             ],
             rows,
-            f"Citation validity and groundedness judged by: {judge}. Abstention accuracy on "
+            f"Citation validity and groundedness judged by: {judge}. Citation recall: share of "
+            "answer sentences that cite a block supporting them (uncited = miss). Abstention accuracy on "
             "unanswerable items, false abstention on answerable ones; token F1 and embedding "
             "similarity against the reference, on answered answerable items.",
         )  # fmt: skip

@@ -482,7 +482,7 @@ class Runner:
             entry: dict[str, Any] = {"n": len(records)}
             for metric in (
                 "correct_abstention", "false_abstention", "citation_validity", "groundedness",
-                "token_f1", "embedding_similarity",
+                "citation_recall", "token_f1", "embedding_similarity",
             ):  # fmt: skip
                 entry[metric] = summarize([_num(r[metric]) for r in records], seed)
             pairs = [c for r in records for s in r["sentences"] for c in s["citations"]]

@@ -73,6 +73,9 @@ def score_answers(
     Citation validity: each (sentence, cited block) pair is valid when the judge finds the
     block supports the sentence. Groundedness: a sentence is grounded when its cited blocks
     together (all context blocks when it cites none, as rag.grounding does) support it.
+    Citation recall (as in ALCE, Gao et al. 2023): the share of a sentence that cites at least
+    one block and whose cited blocks together support it — an uncited sentence counts as a
+    miss, so an answer that never cites scores 0 instead of having no citation validity.
     Correctness (answerable, answered items only): token F1 and embedding cosine against the
     reference answer."""
     citation_pairs: list[JudgePair] = []
@@ -143,6 +146,11 @@ def score_answers(
                 "n_citation_pairs": len(pairs),
                 "groundedness": (
                     sum(s["grounded"] for s in sentences) / len(sentences) if sentences else None
+                ),
+                "citation_recall": (
+                    sum(bool(s["citations"]) and s["grounded"] for s in sentences) / len(sentences)
+                    if sentences
+                    else None
                 ),
                 "token_f1": (
                     round(token_f1(answer.get("text", ""), item.answer), 4)
