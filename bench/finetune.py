@@ -6,7 +6,7 @@ and compare them item by item.
     .venv/bin/python bench/finetune.py [--name smollm2-grounded] [--epochs 1] [--max-len 640]
         [--lr 1e-3] [--batch 4] [--max-new-tokens 100] [--skip-train]
 
-Writes ``bench/results/finetune.json`` and ``bench/results/finetune.md`` (a side-by-side table
+Writes ``bench/results/finetune-NAME.json`` and ``bench/results/finetune-NAME.md`` (a side-by-side table
 of citation validity, groundedness, abstention accuracy and correctness with paired tests:
 exact McNemar for binary outcomes, sign-flip permutation otherwise) and records the adapter's
 eval metrics in its ``mlrag.json``. Not part of CI: it takes ~30–45 minutes on 2 cores.
@@ -52,6 +52,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--r", type=int, default=16)
     parser.add_argument("--k", type=int, default=4, help="context blocks, in training and eval")
+    parser.add_argument(
+        "--removal-fraction",
+        type=float,
+        default=0.15,
+        help="share of answerable items repeated with their evidence removed (target: abstain)",
+    )
     parser.add_argument(
         "--max-new-tokens",
         type=int,
@@ -318,7 +324,7 @@ def main() -> int:
         config = TrainConfig(
             name=args.name, base=settings.local_model, r=args.r, alpha=2 * args.r, epochs=args.epochs,
             lr=args.lr, batch=args.batch, grad_accum=args.grad_accum, max_len=args.max_len, k=args.k,
-            force=True,
+            removal_fraction=args.removal_fraction, force=True,
         )  # fmt: skip
         print(f"training {args.name} on {data} …", flush=True)
         result = train_adapter(data, config, settings)
@@ -373,11 +379,11 @@ def main() -> int:
             "adapter": str(tuned_out.relative_to(ROOT)),
         },
     }
-    (RESULTS / "finetune.json").write_text(
+    (RESULTS / f"finetune-{args.name}.json").write_text(
         json.dumps(report, indent=2, default=str), encoding="utf-8"
     )
     table = markdown(report)
-    (RESULTS / "finetune.md").write_text(table, encoding="utf-8")
+    (RESULTS / f"finetune-{args.name}.md").write_text(table, encoding="utf-8")
     record_metrics(settings, args.name, {
         f"{args.split}_{metric}": c["mean_b"] for metric, c in report["paired"].items() if c.get("n")
     })  # fmt: skip
