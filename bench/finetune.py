@@ -46,19 +46,27 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "finetune" / "data" / "train.jsonl")
     parser.add_argument("--name", default="smollm2-grounded")
-    parser.add_argument("--epochs", type=int, default=2)
+    # Training defaults are TrainConfig's (the recipe `mlrag finetune train` uses too).
+    defaults = TrainConfig(name="-")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument(
-        "--max-len", type=int, default=1024, help="SmolLM2 prompts run ~930 tokens at k=4"
+        "--max-len",
+        type=int,
+        default=defaults.max_len,
+        help=f"longest example in tokens (default {defaults.max_len}; SmolLM2 prompts run ~930 "
+        "tokens at k=4)",
     )
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--grad-accum", type=int, default=1)
-    parser.add_argument("--r", type=int, default=16)
-    parser.add_argument("--k", type=int, default=4, help="context blocks, in training and eval")
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--batch", type=int, default=defaults.batch)
+    parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum)
+    parser.add_argument("--r", type=int, default=defaults.r)
+    parser.add_argument(
+        "--k", type=int, default=defaults.k, help="context blocks, in training and eval"
+    )
     parser.add_argument(
         "--removal-fraction",
         type=float,
-        default=0.15,
+        default=defaults.removal_fraction,
         help="share of answerable items repeated with their evidence removed (target: abstain)",
     )
     parser.add_argument(
