@@ -8,9 +8,9 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rag.citations import build_citations, clean_markers
 from rag.errors import EmptyIndexError, GenerationError, InvalidInputError, MlragError
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from rag.store import ChunkStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _ms(seconds: float) -> float:
@@ -80,49 +81,57 @@ class RAG:
         return cls(settings)
 
     # --- shared resources ----------------------------------------------------------------
+    def _once(self, attr: str, build: Callable[[], T]) -> T:
+        """``self.<attr>``, built by ``build()`` the first time (once, even across threads)."""
+        value = getattr(self, attr)
+        if value is None:
+            with self._lock:
+                value = getattr(self, attr)
+                if value is None:
+                    value = build()
+                    setattr(self, attr, value)
+        return value
+
     @property
     def embedder(self) -> Embedder:
         """The embedding model wrapper (the model itself loads on first use)."""
-        if self._embedder is None:
-            with self._lock:
-                if self._embedder is None:
-                    from rag.embeddings import Embedder
 
-                    self._embedder = Embedder.from_settings(self.settings)
-        return self._embedder
+        def build() -> Embedder:
+            from rag.embeddings import Embedder
+
+            return Embedder.from_settings(self.settings)
+
+        return self._once("_embedder", build)
 
     @property
     def store(self) -> ChunkStore:
         """The chunk store (opened on first use)."""
-        if self._store is None:
-            with self._lock:
-                if self._store is None:
-                    from rag.store import ChunkStore
 
-                    self._store = ChunkStore.from_settings(self.settings, self.embedder)
-        return self._store
+        def build() -> ChunkStore:
+            from rag.store import ChunkStore
+
+            return ChunkStore.from_settings(self.settings, self.embedder)
+
+        return self._once("_store", build)
 
     @property
     def shared(self) -> SharedResources:
         """Resources shared by the generators (embedder, sentence cache, local model)."""
-        if self._shared is None:
-            with self._lock:
-                if self._shared is None:
-                    from rag.generation.registry import SharedResources
 
-                    self._shared = SharedResources.create(self.settings, self.embedder)
-        return self._shared
+        def build() -> SharedResources:
+            from rag.generation.registry import SharedResources
+
+            return SharedResources.create(self.settings, self.embedder)
+
+        return self._once("_shared", build)
 
     def _context(self) -> RetrievalContext:
-        if self._retrieval_context is None:
-            with self._lock:
-                if self._retrieval_context is None:
-                    from rag.retrieval.registry import RetrievalContext
+        def build() -> RetrievalContext:
+            from rag.retrieval.registry import RetrievalContext
 
-                    self._retrieval_context = RetrievalContext(
-                        self.settings, self.embedder, self.store
-                    )
-        return self._retrieval_context
+            return RetrievalContext(self.settings, self.embedder, self.store)
+
+        return self._once("_retrieval_context", build)
 
     def retriever(self, name: str | None = None) -> Retriever:
         """The retriever called ``name`` (default: ``settings.retriever``), built once."""

@@ -357,3 +357,31 @@ def test_real_page_answers_and_abstains(tmp_path, embedder) -> None:
     assert all(c.quote in answer.hits[c.n - 1].chunk.text for c in answer.citations)
     for question in ("What is the capital of Australia?", "How do I bake sourdough bread?"):
         assert rag.ask(question).abstained, question
+
+
+def test_shared_resources_are_built_once_across_threads(tmp_path) -> None:
+    import threading
+    import time
+
+    from rag.config import Settings
+
+    rag = RAG(Settings(data_dir=tmp_path))
+    builds: list[int] = []
+
+    def build() -> object:
+        builds.append(1)
+        time.sleep(0.05)  # long enough for every thread to arrive while the first builds
+        return object()
+
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(rag._once("_shared", build)))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1
+    assert len(results) == 8 and all(r is results[0] for r in results)
+    assert rag._once("_shared", build) is results[0] and len(builds) == 1
