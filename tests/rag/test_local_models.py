@@ -18,6 +18,7 @@ from rag.local_models import (
     convert_gguf_model,
     packaged_smollm2_gguf,
     resolve_local_model,
+    unpack_cpu_4bit_weights,
 )
 from tests.rag.tiny_models import save_random_lora, save_tiny_mistral, smollm2_data_dir
 
@@ -188,6 +189,70 @@ def test_adapters_switch_per_request_and_base_is_untouched(tiny_root: Path) -> N
     assert not torch.allclose(logits_b, expected_base, atol=1e-3)
     assert not torch.allclose(logits_a, logits_b, atol=1e-3)
     assert torch.allclose(logits_a_again, logits_a, atol=1e-5)
+
+
+def test_adapters_attached_after_4bit_generation_match_a_fresh_load(tiny_root: Path) -> None:
+    """A 4-bit model that has generated (bitsandbytes repacks its weights for the CPU then)
+    must give every adapter attached later the same logits as a fresh load; peft's
+    ``state_dict()`` call used to scramble the repacked scales."""
+    import torch
+
+    settings = tiny_settings(tiny_root, local_4bit=True)
+    manager = LocalModelManager(settings)
+    ids = manager.tokenizer("what does lora rank r control ?", return_tensors="pt").input_ids
+    with manager.acquire(None) as model:
+        base_before = logits_for(model, ids)
+    with manager.acquire("a") as model:
+        logits_a = logits_for(model, ids)
+    with manager.acquire(B) as model:
+        logits_b = logits_for(model, ids)
+    with manager.acquire("a") as model:
+        logits_a_again = logits_for(model, ids)
+    with manager.acquire(None) as model:
+        base_after = logits_for(model, ids)
+
+    def fresh(adapter: str | None) -> object:
+        with LocalModelManager(settings).acquire(adapter) as model:
+            return logits_for(model, ids)
+
+    assert torch.allclose(base_before, fresh(None), atol=1e-4)
+    assert torch.allclose(base_after, base_before, atol=1e-4)
+    assert torch.allclose(logits_a, fresh("a"), atol=1e-4)
+    assert torch.allclose(logits_b, fresh(B), atol=1e-4)
+    assert torch.allclose(logits_a_again, logits_a, atol=1e-4)
+
+
+def test_unpack_cpu_4bit_weights_restores_the_quantised_layout() -> None:
+    """The repacking bitsandbytes does for AVX512-BF16 CPUs is undone exactly (scales up to
+    the bf16 rounding the packed kernel uses); done by hand so it runs on any CPU."""
+    import bitsandbytes as bnb
+    import torch
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu
+
+    torch.manual_seed(0)
+    layer = bnb.nn.Linear4bit(256, 64, bias=False, quant_type="nf4")
+    # Our BitsAndBytesConfig leaves double quantisation off: scales are not nested.
+    layer.weight = bnb.nn.Params4bit(
+        torch.randn(64, 256), requires_grad=False, quant_type="nf4", compress_statistics=False
+    )
+    layer = layer.to("cpu")  # quantises: 256 / 64 = 4 scale blocks per row
+    model = torch.nn.Sequential(layer)
+    weight, state = layer.weight, layer.weight.quant_state
+    assert not state.nested
+    data, absmax = weight.data.clone(), state.absmax.clone()
+    dequantised = bnb.functional.dequantize_4bit(weight.data, state)
+    assert unpack_cpu_4bit_weights(model) == 0  # not packed: left alone
+
+    weight.data, _ = _convert_weight_packed_for_cpu(weight.data, state)
+    assert state.packing_format_for_cpu
+    assert unpack_cpu_4bit_weights(model) == 1
+    assert not state.packing_format_for_cpu
+    assert torch.equal(weight.data, data)
+    assert state.absmax.dtype == absmax.dtype
+    assert state.absmax.shape == absmax.shape
+    assert torch.allclose(state.absmax, absmax.to(torch.bfloat16).to(absmax.dtype))
+    restored = bnb.functional.dequantize_4bit(weight.data, state)
+    assert torch.allclose(restored, dequantised, rtol=1e-2, atol=1e-3)
 
 
 def test_retrained_adapter_is_reloaded(tiny_root: Path, tmp_path: Path) -> None:
