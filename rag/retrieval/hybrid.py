@@ -10,12 +10,14 @@ from rag.retrieval.dense import DenseRetriever, apply_source_boost, to_hits
 from rag.retrieval.filters import normalize_filters
 from rag.types import Chunk, Hit
 
-MIN_DEPTH = 50  # candidates per list at least; RRF needs overlap between the lists
+DEFAULT_CANDIDATES = 100  # per list; RRF needs overlap between the lists
 
 
-def candidate_depth(k: int) -> int:
-    """How many candidates each list contributes for a final ``k``."""
-    return max(k * 4, MIN_DEPTH)
+def candidate_depth(k: int, candidates: int = DEFAULT_CANDIDATES) -> int:
+    """How many candidates each list contributes for a final ``k``: ``candidates``, or 4·k
+    when that is more. A fixed depth keeps the top-k hits a prefix of the top-2k hits; when
+    it grew with k, a chunk could rank first for k=30 and be missing for k=10."""
+    return max(k * 4, candidates)
 
 
 def rrf_fuse(
@@ -47,6 +49,7 @@ class HybridRetriever:
         rrf_k: int = 60,
         source_boost: dict[str, float] | None = None,
         name: str = "hybrid",
+        depth: int = DEFAULT_CANDIDATES,
     ) -> None:
         self.dense = dense
         self.bm25 = bm25
@@ -54,13 +57,14 @@ class HybridRetriever:
         self.rrf_k = rrf_k
         self.source_boost = dict(source_boost or {})
         self.name = name
+        self.depth = depth
 
     def candidates(
         self, query: str, n: int, filters: Filters | None = None
     ) -> list[tuple[Chunk, float]]:
         """Up to ``n`` fused (chunk, RRF score) pairs, boosted, best first."""
         normalize_filters(filters)  # fail on bad filters before any work
-        depth = candidate_depth(n)
+        depth = candidate_depth(n, self.depth)
         lexical = [chunk for chunk, _ in self.bm25.candidates(query, depth, filters)]
         dense = self._dense_chunks(query, depth, filters)
         fused = rrf_fuse([dense, lexical], self.weights, self.rrf_k)

@@ -98,6 +98,7 @@ def _build_base(name: str, ctx: RetrievalContext) -> Retriever:
         weights=settings.hybrid_weights,
         rrf_k=settings.rrf_k,
         source_boost=settings.source_boost,
+        depth=settings.hybrid_candidates,
     )
 
 

@@ -283,7 +283,7 @@ def test_hybrid_score_is_weighted_rrf_of_dense_and_bm25(filled) -> None:
     query = "LoRA rank r trainable parameters"
     hits = build_retriever("hybrid", ctx).search(query, 5)
     _check_hits(hits, "hybrid", 5)
-    depth = candidate_depth(5)
+    depth = candidate_depth(5, ctx.settings.hybrid_candidates)
     dense = [h.chunk.id for h in build_retriever("dense", ctx).search(query, depth)]
     lexical = [h.chunk.id for h in build_retriever("bm25", ctx).search(query, depth)]
     for hit in hits:
@@ -294,6 +294,21 @@ def test_hybrid_score_is_weighted_rrf_of_dense_and_bm25(filled) -> None:
             expected += 1.3 / (20 + lexical.index(hit.chunk.id) + 1)
         assert hit.score == pytest.approx(expected)
     assert hits[0].chunk.section in ("Fine-tuning > LoRA", "LoraConfig")
+
+
+def test_candidate_depth_is_fixed_until_four_times_k_exceeds_it() -> None:
+    assert candidate_depth(1, 100) == candidate_depth(25, 100) == 100
+    assert candidate_depth(30, 100) == 120
+
+
+@pytest.mark.parametrize("query", ["LoRA rank r trainable parameters", "mixed precision"])
+def test_hybrid_hits_for_a_smaller_k_are_a_prefix_of_a_larger_k(filled, query: str) -> None:
+    """The candidate depth does not grow with k (up to 4·k), so asking for fewer hits never
+    changes which hits come first."""
+    retriever = build_retriever("hybrid", _ctx(filled, hybrid_candidates=8))
+    assert retriever.depth == 8
+    ids = [[h.chunk.id for h in retriever.search(query, k)] for k in (1, 2)]
+    assert ids[1][:1] == ids[0]
 
 
 # --- filters ---------------------------------------------------------------------------------
