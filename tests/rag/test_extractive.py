@@ -17,8 +17,10 @@ from rag.generation.extractive import (
     answer_tokens,
     asks_for_code,
     comment_quote,
+    last_argument_start,
     question_overlap,
     stems,
+    trim_to_commented_argument,
 )
 from rag.prompt import ABSTAIN_TEXT
 from rag.sentences import SentenceEmbeddings, split_sentences
@@ -189,6 +191,62 @@ def test_a_code_comment_can_be_the_answer(generator) -> None:
     _assert_verbatim_and_cited(answer.text, hits)
     # Plain code lines are still kept out.
     assert "lora_alpha=32" not in answer.text
+
+
+FLAT_LORA_CODE = (  # how the user's page renders code: a call flattened onto one line
+    "lora_config = LoraConfig( task_type=TaskType.CAUSAL_LM, r=16,  # rank — higher = more "
+    "capacity, more params\n"
+    "model = get_peft_model(base_model, lora_config)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("lora_config = LoraConfig( task_type=TaskType.CAUSAL_LM, r=16,", "r=16,"),
+        ('cfg = dict(target_modules=["q", "v"],', 'target_modules=["q", "v"],'),
+        ("lora_alpha=32,", None),  # the whole line already is the argument
+        ("model = get_peft_model(base_model, lora_config)", None),  # not inside a call
+        ("f(1, 2,", None),  # positional: nothing names it
+        ("a == b,", None),
+    ],
+)
+def test_last_argument_start(code: str, expected: str | None) -> None:
+    start = last_argument_start(code)
+    assert (code[start:] if start else None) == expected
+
+
+def test_a_flattened_call_is_quoted_from_the_commented_argument(generator) -> None:
+    [line, plain] = [s for s in split_sentences(FLAT_LORA_CODE) if s.kind == "code"]
+    trimmed = trim_to_commented_argument(line)
+    assert trimmed.text == "r=16,  # rank — higher = more capacity, more params"
+    assert FLAT_LORA_CODE[trimmed.start : trimmed.end] == trimmed.text
+    assert trim_to_commented_argument(plain) == plain
+    hits = _hits(DROPOUT, FLAT_LORA_CODE)
+    answer = generator.generate("What does the LoRA rank r control?", hits)
+    # Scored as the whole line (it names LoraConfig), quoted from the argument on.
+    assert "r=16,  # rank — higher = more capacity, more params [2]" in answer.text
+    assert "task_type" not in answer.text
+    _assert_verbatim_and_cited(answer.text, hits)
+
+
+def test_sentences_from_the_users_page_get_the_source_bonus(embedder) -> None:
+    settings = Settings(torch_threads=1, source_boost={"machine-learning": 2.0, "numpy": 0.5})
+    generator = ExtractiveGenerator(settings, embedder, preferred_source_bonus=0.1)
+    assert generator.preferred_topics == {"machine-learning"}
+    text = "Dropout randomly sets a fraction of activations to zero during training."
+    hits = [
+        Hit(
+            chunk=Chunk(id=f"{topic}#0", doc_id=topic, text=text, metadata={"topic": topic}),
+            score=1.0,
+            rank=i + 1,
+            retriever="hybrid",
+        )
+        for i, topic in enumerate(["numpy", "machine-learning"])
+    ]
+    by_block = {c.n: c.relevance for c in generator._candidates("What does dropout do?", hits)}
+    # The same sentence: the page's copy scores higher by exactly the bonus.
+    assert by_block[2] - by_block[1] == pytest.approx(0.1, abs=1e-6)
 
 
 def test_a_worded_table_row_can_be_the_answer(generator) -> None:
