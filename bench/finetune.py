@@ -70,6 +70,11 @@ def parse_args() -> argparse.Namespace:
         help="share of answerable items repeated with their evidence removed (target: abstain)",
     )
     parser.add_argument(
+        "--answerable-only",
+        action="store_true",
+        help="train without the unanswerable items (target: abstain)",
+    )
+    parser.add_argument(
         "--max-new-tokens",
         type=int,
         default=100,
@@ -338,7 +343,8 @@ def main() -> int:
         config = TrainConfig(
             name=args.name, base=settings.local_model, r=args.r, alpha=2 * args.r, epochs=args.epochs,
             lr=args.lr, batch=args.batch, grad_accum=args.grad_accum, max_len=args.max_len, k=args.k,
-            removal_fraction=args.removal_fraction, force=True,
+            removal_fraction=args.removal_fraction, unanswerable=not args.answerable_only,
+            force=True,
         )  # fmt: skip
         print(f"training {args.name} on {data} …", flush=True)
         result = train_adapter(data, config, settings)

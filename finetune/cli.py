@@ -91,6 +91,12 @@ def register(subparsers: Any) -> None:
         default=defaults.removal_fraction,
         help="share of answerable items repeated with the evidence removed (target: abstain)",
     )
+    train.add_argument(
+        "--answerable-only",
+        action="store_true",
+        help="leave the unanswerable items out (the model then never abstains; the pipeline's "
+        "relevance check still does)",
+    )
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument(
         "--resume", action="store_true", help="continue from the run's last epoch checkpoint"
@@ -141,7 +147,8 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
         epochs=args.epochs, lr=args.lr, batch=args.batch, grad_accum=args.grad_accum,
         max_len=args.max_len, warmup_ratio=args.warmup_ratio, seed=args.seed,
         dev_fraction=args.dev_fraction, patience=args.patience, k=args.k,
-        removal_fraction=args.removal_fraction, resume=args.resume, force=args.force,
+        removal_fraction=args.removal_fraction, unanswerable=not args.answerable_only,
+        resume=args.resume, force=args.force,
     )  # fmt: skip
     result = train_adapter(
         args.data, config, settings, gold=args.gold, progress=not args.no_progress

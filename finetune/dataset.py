@@ -279,6 +279,7 @@ class BuildStats:
     answer: int = 0
     abstain: int = 0
     abstain_removed: int = 0
+    unanswerable_left_out: int = 0
     evidence_inserted: int = 0  # answerable items whose evidence retrieval had missed
     distractors_dropped: int = 0  # blocks removed so an example fits ``max_len``
     skipped: list[str] = field(default_factory=list)  # ids whose evidence chunk was not found
@@ -289,6 +290,7 @@ class BuildStats:
             "answer": self.answer,
             "abstain": self.abstain,
             "abstain_removed": self.abstain_removed,
+            "unanswerable_left_out": self.unanswerable_left_out,
             "evidence_inserted": self.evidence_inserted,
             "distractors_dropped": self.distractors_dropped,
             "skipped": list(self.skipped),
@@ -329,6 +331,7 @@ class ExampleBuilder:
         removal_fraction: float = DEFAULT_REMOVAL_FRACTION,
         fits: FitsFn | None = None,
         retriever: str = "hybrid",
+        unanswerable: bool = True,
     ) -> None:
         if k < 1:
             raise InvalidInputError("k must be at least 1")
@@ -341,6 +344,9 @@ class ExampleBuilder:
         self.removal_fraction = removal_fraction
         self.fits = fits
         self.retriever = retriever
+        # False leaves the unanswerable items out: the model then never learns to abstain
+        # and abstention is left to the pipeline's relevance check.
+        self.unanswerable = unanswerable
         self.stats = BuildStats()
 
     def build(self, items: Sequence[QAItem]) -> list[SFTExample]:
@@ -352,8 +358,11 @@ class ExampleBuilder:
             # Twice the context size: the extra hits are spare distractors.
             candidates = [h.chunk for h in self.search(item.question, 2 * self.k)]
             if not item.answerable:
-                examples.append(self._abstain(item, candidates[: self.k], "abstain"))
-                self.stats.abstain += 1
+                if self.unanswerable:
+                    examples.append(self._abstain(item, candidates[: self.k], "abstain"))
+                    self.stats.abstain += 1
+                else:
+                    self.stats.unanswerable_left_out += 1
                 continue
             answer = self._answer(item, candidates, rng)
             if answer is None:

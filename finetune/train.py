@@ -89,6 +89,7 @@ class TrainConfig:
     patience: int = 2
     k: int = DEFAULT_K
     removal_fraction: float = DEFAULT_REMOVAL_FRACTION
+    unanswerable: bool = True  # train on the unanswerable items (target: abstain)
     resume: bool = False
     force: bool = False
 
@@ -285,6 +286,7 @@ def build_training_examples(
         seed=config.seed,
         removal_fraction=config.removal_fraction,
         fits=length_checker(tokenizer, config.max_len),
+        unanswerable=config.unanswerable,
     )
     examples = builder.build(items)
     if builder.stats.skipped:

@@ -115,6 +115,20 @@ def test_abstain_targets_for_unanswerable_and_removed_evidence(search, evidence_
         assert not any(contains_quote(text, q) for q in item.evidence)
 
 
+def test_answerable_only_leaves_out_the_unanswerable_items(search, evidence_index) -> None:
+    every = ExampleBuilder(search, evidence_index, k=4, seed=0, removal_fraction=0.4)
+    answerable = ExampleBuilder(
+        search, evidence_index, k=4, seed=0, removal_fraction=0.4, unanswerable=False
+    )
+    all_examples, answerable_examples = every.build(items()), answerable.build(items())
+    assert [e.id for e in all_examples if e.kind == "abstain"] == ["t-6"]
+    assert answerable.stats.unanswerable_left_out == 1 and answerable.stats.abstain == 0
+    # Everything else is the same, removed-evidence examples included (same seed).
+    assert [e.to_dict() for e in answerable_examples] == [
+        e.to_dict() for e in all_examples if e.kind != "abstain"
+    ]
+
+
 def test_removal_share_is_seeded(search, evidence_index) -> None:
     def removed(seed: int) -> list[str]:
         out = ExampleBuilder(search, evidence_index, seed=seed, removal_fraction=0.4).build(items())

@@ -102,10 +102,14 @@ def test_training_lowers_the_loss(tiny_settings, tiny_base, files, chunks) -> No
         tiny_settings,
         files,
         chunks,
-        config(tiny_base, epochs=4, lr=2e-2, dev_fraction=0.0, grad_accum=1),
+        config(tiny_base, epochs=4, lr=2e-2, dev_fraction=0.0, grad_accum=1, unanswerable=False),
     )
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0] * 0.9
+    # --answerable-only reached the example builder.
+    assert result.metadata["examples"]["abstain"] == 0
+    assert result.metadata["examples"]["unanswerable_left_out"] >= 1
+    assert result.metadata["hyperparameters"]["unanswerable"] is False
 
 
 def test_qlora_trains_in_4bit_on_cpu(tiny_settings, tiny_base, files, chunks) -> None:
