@@ -55,6 +55,17 @@ def logits_for(model: object, input_ids: object) -> object:
         return model(input_ids=input_ids).logits  # type: ignore[operator]
 
 
+def logits_in_turn(
+    manager: LocalModelManager, input_ids: object, adapters: list[str | None]
+) -> list[object]:
+    """The logits for ``input_ids`` with each adapter (None = the base) active, in order."""
+    logits = []
+    for adapter in adapters:
+        with manager.acquire(adapter) as model:
+            logits.append(logits_for(model, input_ids))
+    return logits
+
+
 # --- resolve_local_model -----------------------------------------------------------------
 def test_resolve_local_folder_is_returned_as_is(tiny_root: Path, settings: Settings) -> None:
     assert resolve_local_model(str(tiny_root / "base"), settings) == tiny_root / "base"
@@ -172,16 +183,9 @@ def test_adapters_switch_per_request_and_base_is_untouched(tiny_root: Path) -> N
     fresh = AutoModelForCausalLM.from_pretrained(str(tiny_root / "base"), dtype=torch.float32)
     expected_base = logits_for(fresh, ids)
 
-    with manager.acquire(None) as model:
-        base_before = logits_for(model, ids)
-    with manager.acquire("a") as model:
-        logits_a = logits_for(model, ids)
-    with manager.acquire(B) as model:
-        logits_b = logits_for(model, ids)
-    with manager.acquire(None) as model:
-        base_after = logits_for(model, ids)
-    with manager.acquire("a") as model:
-        logits_a_again = logits_for(model, ids)
+    base_before, logits_a, logits_b, base_after, logits_a_again = logits_in_turn(
+        manager, ids, [None, "a", B, None, "a"]
+    )
 
     assert torch.allclose(base_before, expected_base, atol=1e-5)
     assert torch.allclose(base_after, expected_base, atol=1e-5)
@@ -200,20 +204,13 @@ def test_adapters_attached_after_4bit_generation_match_a_fresh_load(tiny_root: P
     settings = tiny_settings(tiny_root, local_4bit=True)
     manager = LocalModelManager(settings)
     ids = manager.tokenizer("what does lora rank r control ?", return_tensors="pt").input_ids
-    with manager.acquire(None) as model:
-        base_before = logits_for(model, ids)
-    with manager.acquire("a") as model:
-        logits_a = logits_for(model, ids)
-    with manager.acquire(B) as model:
-        logits_b = logits_for(model, ids)
-    with manager.acquire("a") as model:
-        logits_a_again = logits_for(model, ids)
-    with manager.acquire(None) as model:
-        base_after = logits_for(model, ids)
+    base_before, logits_a, logits_b, logits_a_again, base_after = logits_in_turn(
+        manager, ids, [None, "a", B, "a", None]
+    )
 
     def fresh(adapter: str | None) -> object:
-        with LocalModelManager(settings).acquire(adapter) as model:
-            return logits_for(model, ids)
+        [logits] = logits_in_turn(LocalModelManager(settings), ids, [adapter])
+        return logits
 
     assert torch.allclose(base_before, fresh(None), atol=1e-4)
     assert torch.allclose(base_after, base_before, atol=1e-4)
