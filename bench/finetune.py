@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from eval.stats import compare  # noqa: E402
+from finetune.cli import add_example_options  # noqa: E402
 from finetune.registry import record_metrics  # noqa: E402
 from finetune.train import TrainConfig, train_adapter  # noqa: E402
 from rag.config import Settings  # noqa: E402
@@ -63,17 +64,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--k", type=int, default=defaults.k, help="context blocks, in training and eval"
     )
-    parser.add_argument(
-        "--removal-fraction",
-        type=float,
-        default=defaults.removal_fraction,
-        help="share of answerable items repeated with their evidence removed (target: abstain)",
-    )
-    parser.add_argument(
-        "--answerable-only",
-        action="store_true",
-        help="train without the unanswerable items (target: abstain)",
-    )
+    add_example_options(parser, defaults)
     parser.add_argument(
         "--max-new-tokens",
         type=int,

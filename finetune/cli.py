@@ -19,6 +19,23 @@ def _modules(value: str) -> tuple[str, ...]:
     return names
 
 
+def add_example_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
+    """The options that shape the abstention examples (``--removal-fraction``,
+    ``--answerable-only``), shared with ``bench/finetune.py``; ``defaults`` is a TrainConfig."""
+    parser.add_argument(
+        "--removal-fraction",
+        type=float,
+        default=defaults.removal_fraction,
+        help="share of answerable items repeated with the evidence removed (target: abstain)",
+    )
+    parser.add_argument(
+        "--answerable-only",
+        action="store_true",
+        help="leave the unanswerable items out (the model then never abstains; the pipeline's "
+        "relevance check still does)",
+    )
+
+
 def register(subparsers: Any) -> None:
     """Add ``mlrag finetune`` and its subcommands."""
     from finetune.overlap import DEFAULT_GOLD
@@ -85,18 +102,7 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument("--dev-fraction", type=float, default=defaults.dev_fraction)
     train.add_argument("--k", type=int, default=defaults.k, help="context blocks per example")
-    train.add_argument(
-        "--removal-fraction",
-        type=float,
-        default=defaults.removal_fraction,
-        help="share of answerable items repeated with the evidence removed (target: abstain)",
-    )
-    train.add_argument(
-        "--answerable-only",
-        action="store_true",
-        help="leave the unanswerable items out (the model then never abstains; the pipeline's "
-        "relevance check still does)",
-    )
+    add_example_options(train, defaults)
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument(
         "--resume", action="store_true", help="continue from the run's last epoch checkpoint"
