@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anthropic
@@ -183,6 +184,13 @@ def _error_detail(err: anthropic.APIStatusError) -> str:
     return err.message
 
 
+@dataclass
+class _StreamProgress:
+    """Whether a stream has delivered its first event (after which nothing is retried)."""
+
+    started: bool = False
+
+
 class ClaudeGenerator:
     """Answers with Claude (Anthropic Messages API) using native search-result citations."""
 
@@ -247,8 +255,10 @@ class ClaudeGenerator:
         # Trailing whitespace of the text so far is held back until the next text or the end
         # of the block, so markers land before it exactly as in the final answer text.
         pending = ""
-        with self._api_errors(), self.client.messages.stream(**request) as events:
+        progress = _StreamProgress()
+        with self._api_errors(progress), self.client.messages.stream(**request) as events:
             for event in events:
+                progress.started = True
                 if event.type == "text":
                     piece = pending + event.text
                     body = piece.rstrip()
@@ -323,11 +333,32 @@ class ClaudeGenerator:
         )
 
     @contextmanager
-    def _api_errors(self) -> Iterator[None]:
-        """Translate SDK and transport errors into the project's typed errors."""
+    def _api_errors(self, progress: _StreamProgress | None = None) -> Iterator[None]:
+        """Translate SDK and transport errors into the project's typed errors. ``progress``
+        tells a stream that failed after its first event (never retried: the text already
+        sent would be duplicated) from a request that failed after the SDK's retries."""
         retries = self.client.max_retries
         try:
             yield
+        except (anthropic.APITimeoutError, httpx2.TimeoutException) as err:
+            if progress is not None and progress.started:
+                raise UpstreamUnavailableError(
+                    f"Claude stream timed out mid-answer: {err}"
+                ) from err
+            raise UpstreamUnavailableError(
+                f"Claude unavailable after {retries} retries: request timed out "
+                f"(timeout {self.client.timeout}s)"
+            ) from err
+        except (anthropic.APIConnectionError, httpx2.TransportError) as err:
+            # anthropic >= 2 wraps a read failure mid-stream as APIConnectionError; older
+            # versions let httpx's error through. Both mean the same once events have arrived.
+            if progress is not None and progress.started:
+                raise UpstreamUnavailableError(
+                    f"Claude connection dropped mid-answer: {err.__cause__ or err}"
+                ) from err
+            raise UpstreamUnavailableError(
+                f"Claude unavailable after {retries} retries: connection failed ({err.__cause__ or err})"
+            ) from err
         except anthropic.AuthenticationError as err:
             raise ModelUnavailableError(
                 f"invalid API key for Claude ({_error_detail(err)})"
@@ -353,18 +384,5 @@ class ClaudeGenerator:
             raise GenerationError(
                 f"Claude rejected the request ({err.status_code}): {detail}"
             ) from err
-        except anthropic.APITimeoutError as err:
-            raise UpstreamUnavailableError(
-                f"Claude unavailable after {retries} retries: request timed out "
-                f"(timeout {self.client.timeout}s)"
-            ) from err
-        except anthropic.APIConnectionError as err:
-            raise UpstreamUnavailableError(
-                f"Claude unavailable after {retries} retries: connection failed ({err.__cause__ or err})"
-            ) from err
-        except httpx2.TimeoutException as err:
-            raise UpstreamUnavailableError(f"Claude stream timed out mid-answer: {err}") from err
-        except httpx2.TransportError as err:
-            raise UpstreamUnavailableError(f"Claude connection dropped mid-answer: {err}") from err
         except anthropic.APIError as err:
             raise GenerationError(f"Claude returned an unusable response: {err.message}") from err

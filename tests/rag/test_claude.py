@@ -360,7 +360,7 @@ def test_stream_error_event_mid_answer_raises_without_an_answer_event(claude_set
 
 
 def test_stream_connection_drop_raises_without_an_answer_event(claude_settings, hits):
-    gen, _ = _generator(
+    gen, transport = _generator(
         claude_settings, [sse_response(message_stream_events(_cited_body()), fail_after=7)]
     )
 
@@ -370,6 +370,7 @@ def test_stream_connection_drop_raises_without_an_answer_event(claude_settings, 
             seen.append(event)
 
     assert seen and not any(isinstance(e, AnswerEvent) for e in seen)
+    assert len(transport.requests) == 1  # never re-sent: the streamed text would repeat
 
 
 def test_stream_read_timeout_mid_answer(claude_settings, hits):
@@ -378,10 +379,11 @@ def test_stream_read_timeout_mid_answer(claude_settings, hits):
         fail_after=5,
         fail_with=httpx2.ReadTimeout("read timed out"),
     )
-    gen, _ = _generator(claude_settings, [response])
+    gen, transport = _generator(claude_settings, [response])
 
     with pytest.raises(UpstreamUnavailableError, match="timed out mid-answer"):
         list(gen.stream(QUESTION, hits))
+    assert len(transport.requests) == 1
 
 
 def test_stream_that_ends_before_message_stop_is_incomplete(claude_settings, hits):
