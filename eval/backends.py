@@ -20,6 +20,7 @@ from rag.errors import (
 
 if TYPE_CHECKING:
     from rag.pipeline import RAG
+    from rag.types import Turn
 
 HitDict = dict[str, Any]
 AnswerDict = dict[str, Any]
@@ -43,9 +44,16 @@ class Backend(Protocol):
         ...
 
     def ask(
-        self, question: str, k: int, retriever: str, generator: str, adapter: str | None
+        self,
+        question: str,
+        k: int,
+        retriever: str,
+        generator: str,
+        adapter: str | None,
+        history: list[Turn] | None = None,
     ) -> AnswerDict:
-        """An answer dict with ``hits`` (the context it was generated from)."""
+        """An answer dict with ``hits`` (the context it was generated from); ``history`` is
+        the conversation before a follow-up question."""
         ...
 
 
@@ -88,11 +96,22 @@ class InProcessBackend:
         return [h.to_dict() for h in hits], elapsed
 
     def ask(
-        self, question: str, k: int, retriever: str, generator: str, adapter: str | None
+        self,
+        question: str,
+        k: int,
+        retriever: str,
+        generator: str,
+        adapter: str | None,
+        history: list[Turn] | None = None,
     ) -> AnswerDict:
         """``rag.ask`` as a dict, with the hits it was generated from."""
         answer = self.rag.ask(
-            question, k=k, retriever=retriever, generator=generator, adapter=adapter or None
+            question,
+            k=k,
+            retriever=retriever,
+            generator=generator,
+            adapter=adapter or None,
+            history=history or None,
         )
         return answer.to_dict(include_hits=True)
 
@@ -155,10 +174,17 @@ class HttpBackend:
         return list(data["hits"]), (time.perf_counter() - started) * 1000
 
     def ask(
-        self, question: str, k: int, retriever: str, generator: str, adapter: str | None
+        self,
+        question: str,
+        k: int,
+        retriever: str,
+        generator: str,
+        adapter: str | None,
+        history: list[Turn] | None = None,
     ) -> AnswerDict:
         """``/v1/ask``; the API does not return the context, so the same search is repeated
-        (retrieval is deterministic) to judge citations against what the answer cited."""
+        (retrieval is deterministic) to judge citations against what the answer cited — for a
+        follow-up, with the heuristically condensed query."""
         body: dict[str, Any] = {
             "question": question,
             "k": k,
@@ -167,6 +193,13 @@ class HttpBackend:
         }
         if adapter:
             body["adapter"] = adapter
+        if history:
+            body["history"] = [{"role": t.role, "content": t.content} for t in history]
         answer = self._post("/v1/ask", body)
-        answer["hits"], _ = self.search(question, k, retriever)
+        query = question
+        if history:
+            from rag.query_rewrite import condense_query
+
+            query = condense_query(question, history)
+        answer["hits"], _ = self.search(query, k, retriever)
         return answer

@@ -276,7 +276,7 @@ def run_calibration(
     from rag.pipeline import RAG
 
     rag = rag or RAG(settings)
-    items = load_gold(gold)
+    items = [i for i in load_gold(gold) if i.labelled]  # unlabelled items have no label to fit
     dev, test = select_split(items, "dev"), select_split(items, "test")
     if not dev:
         raise InvalidInputError("the gold set has no dev items")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from eval.gold import GoldItem, gold_files
+from eval.gold import UNANSWERABLE_KINDS, GoldItem, gold_files, parse_item
 from eval.relevance import contains_quote, normalize
 from ingest.cleaning import decode_text
 from rag.config import PROJECT_ROOT
@@ -166,18 +166,22 @@ def _item_problems(item: GoldItem, file: str, line: int, resolver: SourceResolve
     def add(message: str, severity: str = "error") -> None:
         problems.append(Problem(file, line, item.id, message, severity))
 
-    if item.answerable:
+    if item.answerable is None:
+        pass  # unlabelled: scored only on what needs no reference, nothing to verify
+    elif item.answerable:
         if not item.evidence:
             add("answerable item without evidence")
         if not item.sources:
             add("answerable item without a source")
-        if item.kind == "unanswerable":
-            add("kind 'unanswerable' but answerable is true")
+        if item.kind in UNANSWERABLE_KINDS:
+            add(f"kind {item.kind!r} but answerable is true")
     else:
         if item.evidence:
             add(f"unanswerable item with {len(item.evidence)} evidence quote(s)")
-        if item.kind != "unanswerable":
+        if item.kind not in UNANSWERABLE_KINDS:
             add(f"answerable is false but kind is {item.kind!r}")
+    if item.kind == "followup" and not item.history:
+        add("followup item without history")
     if item.kind == "multi" and len(item.evidence) < 2:
         add("multi item needs at least two evidence quotes")
     texts: list[SourceText] = []
@@ -221,7 +225,7 @@ def check_gold_files(paths: Sequence[Path], resolver: SourceResolver) -> list[Pr
             if not line.strip():
                 continue
             try:
-                item = GoldItem.model_validate(json.loads(line))
+                item = parse_item(json.loads(line), file, number)
             except json.JSONDecodeError as exc:
                 problems.append(Problem(file, number, "", f"not valid JSON: {exc.msg}"))
                 continue

@@ -10,6 +10,8 @@ from typing import Any
 
 from rag.errors import InvalidInputError
 
+DEFAULT_GOLD_NAMES: tuple[str, ...] = ("gold.jsonl", "hard.jsonl")
+
 
 def _names(value: str) -> list[str]:
     names = [n.strip() for n in value.split(",") if n.strip()]
@@ -66,7 +68,14 @@ def register(subparsers: Any) -> None:
         "characters, latency) and answer configurations (abstention, citation validity, "
         "groundedness, correctness) with bootstrap CIs and paired tests.",
     )
-    run.add_argument("--gold", nargs="+", type=Path, required=True, metavar="FILE")
+    run.add_argument(
+        "--gold",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="gold JSONL files (default: eval/gold/gold.jsonl and eval/gold/hard.jsonl)",
+    )
     run.add_argument("--retrievers", type=_names, default=["dense", "bm25", "hybrid", "baseline"])
     run.add_argument(
         "--generators",
@@ -133,6 +142,17 @@ def register(subparsers: Any) -> None:
     cal.set_defaults(func=run_calibrate)
 
 
+def default_gold_files() -> list[Path]:
+    """The project's gold files that exist: the original set and the hard set (issue 13)."""
+    from rag.config import PROJECT_ROOT
+
+    folder = PROJECT_ROOT / "eval" / "gold"
+    found = [folder / name for name in DEFAULT_GOLD_NAMES if (folder / name).is_file()]
+    if not found:
+        raise InvalidInputError(f"no gold file in {folder}; pass --gold FILE")
+    return found
+
+
 def _with_data_dir(settings: Any, args: argparse.Namespace) -> Any:
     if getattr(args, "data_dir", None) is not None:
         return settings.model_copy(update={"data_dir": args.data_dir.expanduser()})
@@ -168,7 +188,7 @@ def run_run(args: argparse.Namespace, settings: Any) -> int:
     if args.k < 1 or args.depth < max(args.k, 1):
         raise InvalidInputError("--k must be ≥ 1 and --depth ≥ --k")
     options = RunOptions(
-        gold=args.gold, out=args.out, retrievers=args.retrievers, generators=generators,
+        gold=args.gold or default_gold_files(), out=args.out, retrievers=args.retrievers, generators=generators,
         adapter=args.adapter, k=args.k, split=args.split, depth=args.depth, url=args.url,
         api_key=os.environ.get(args.api_key_env) if args.url else None, judge=args.judge,
         nli_model=args.nli_model, seed=args.seed, limit=args.limit, answer_limit=args.answer_limit,

@@ -18,6 +18,7 @@ import numpy as np
 RECALL_KS: tuple[int, ...] = (1, 3, 5, 10)
 BUDGETS: tuple[int, ...] = (1500, 3000, 6000)
 NDCG_K = 10
+EVIDENCE_WORD_SHARE = 0.6  # issue 13: "at least 60 % of the words of a gold evidence quote"
 
 _MARKERS = re.compile(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -100,6 +101,35 @@ def token_f1(prediction: str, reference: str) -> float:
         return 0.0
     precision, recall = common / len(pred), common / len(ref)
     return 2 * precision * recall / (precision + recall)
+
+
+def _match_words(text: str) -> list[str]:
+    """The words of ``text`` in the matching form eval.relevance uses (markup, case and
+    Unicode form aside), citation markers removed."""
+    from ingest.cleaning import normalize_for_match
+
+    return re.findall(r"\w+", normalize_for_match(_MARKERS.sub(" ", text)))
+
+
+def evidence_word_share(shown: str, quote: str) -> float:
+    """Share of the distinct words of ``quote`` that occur among the words of ``shown``."""
+    needed = set(_match_words(quote))
+    if not needed:
+        return 0.0
+    return len(needed & set(_match_words(shown))) / len(needed)
+
+
+def evidence_in_answer(
+    text: str,
+    citation_quotes: Sequence[str],
+    evidence: Sequence[str],
+    share: float = EVIDENCE_WORD_SHARE,
+) -> bool:
+    """Whether an answer carries the evidence: its text plus the quotes its citations show
+    contain at least ``share`` of the words of any one gold evidence quote (so "PR-AUC [1]"
+    counts when citation [1] quotes the line that says so)."""
+    shown = " ".join([text, *citation_quotes])
+    return any(evidence_word_share(shown, quote) >= share for quote in evidence)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

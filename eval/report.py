@@ -20,6 +20,8 @@ TARGET_RECALL = 0.90
 TARGET_ABSTENTION = 0.85
 TARGET_FALSE_ABSTENTION = 0.10
 TARGET_CITATION_VALIDITY = 0.95
+TARGET_EVIDENCE_IN_ANSWER = 0.85  # issue 13, answerable items
+RETRIEVAL_GROUPS: tuple[str, ...] = ("page", "linked", "multi", "typed", "followup")
 
 
 @dataclass
@@ -111,10 +113,13 @@ def retrieval_tables(results: dict[str, Any]) -> list[Table]:
             "chunkings), with a 95% bootstrap CI for 3,000. Latency includes query embedding.",
         )
     )
+    # The answerable groups any retriever has, in report order (page/linked/multi always shown).
+    present = {g for e in summary.values() for g in e["groups"]}
+    groups = [g for g in RETRIEVAL_GROUPS if g in ("page", "linked", "multi") or g in present]
     group_rows = []
     for name, entry in summary.items():
         row = [name]
-        for group in ("page", "linked", "multi"):
+        for group in groups:
             g = entry["groups"].get(group)
             row.append(
                 f"{fmt_ci(g[HEADLINE])} (n={g[HEADLINE]['n']})" if g and g[HEADLINE] else "–"
@@ -124,15 +129,7 @@ def retrieval_tables(results: dict[str, Any]) -> list[Table]:
     tables.append(
         Table(
             "Recall within 3,000 characters by group",
-            [
-                "retriever",
-                "page: any",
-                "page: all",
-                "linked: any",
-                "linked: all",
-                "multi: any",
-                "multi: all",
-            ],
+            ["retriever", *(f"{g}: {w}" for g in groups for w in ("any", "all"))],
             group_rows,
         )
     )
@@ -204,6 +201,7 @@ def answer_tables(results: dict[str, Any]) -> list[Table]:
             "similarity against the reference, on answered answerable items.",
         )  # fmt: skip
     ]
+    tables.append(group_table(summary))
     comp_rows = [
         [c["a"], c["b"], c["metric"], fmt(c["mean_a"]), fmt(c["mean_b"]), fmt(c["diff"]),
          fmt_p(c["p_value"]), c["test"] or "–"]
@@ -214,6 +212,36 @@ def answer_tables(results: dict[str, Any]) -> list[Table]:
               ["A", "B", "metric", "A", "B", "A−B", "p", "test"], comp_rows)
     )  # fmt: skip
     return tables
+
+
+def _group_cell(entry: dict[str, Any], metric: str) -> str:
+    value = entry.get(metric)
+    return "–" if value is None else f"{value:.2f} (n={entry.get(f'{metric}_n', entry['n'])})"
+
+
+def group_table(summary: dict[str, Any]) -> Table:
+    """Answer metrics per configuration and gold group (page, linked, multi, typed, followup,
+    unanswerable, nearmiss, unlabelled)."""
+    rows = []
+    for label, entry in summary.items():
+        for group, g in (entry.get("groups") or {}).items():
+            rows.append(
+                [label, group, str(g["n"]), _group_cell(g, "evidence_in_answer"),
+                 _group_cell(g, "false_abstention"), _group_cell(g, "correct_abstention"),
+                 fmt(g["citation_validity_pooled"]), _group_cell(g, "cites"),
+                 fmt(g["latency_p50_ms"], 0)]
+            )  # fmt: skip
+    return Table(
+        "Answers by group",
+        ["config", "group", "n", "evidence in answer", "wrongly declined",
+         "unanswerable declined", "citation validity", "answers that cite", "p50 ms"],
+        rows,
+        "Evidence in answer: the answer text plus the quotes its citations show contain ≥ 60 % of "
+        "the words of a gold evidence quote (answerable items; a decline scores 0). Wrongly "
+        "declined: answerable items that abstained. Unanswerable declined: unanswerable and "
+        "near-miss items that abstained. Answers that cite: share of non-declined answers with "
+        "at least one citation. Unlabelled items get only the reference-free columns.",
+    )  # fmt: skip
 
 
 def targets(results: dict[str, Any]) -> list[str]:
@@ -249,6 +277,12 @@ def targets(results: dict[str, Any]) -> list[str]:
             ok = false["mean"] <= TARGET_FALSE_ABSTENTION
             lines.append(
                 f"- false abstention {label}: {false['mean']:.2f} (≤ {TARGET_FALSE_ABSTENTION}) — {'PASS' if ok else 'FAIL'}"
+            )
+        carried = entry.get("evidence_in_answer")
+        if carried:
+            ok = carried["mean"] >= TARGET_EVIDENCE_IN_ANSWER
+            lines.append(
+                f"- evidence in the answer {label}: {carried['mean']:.2f} (≥ {TARGET_EVIDENCE_IN_ANSWER}) — {'PASS' if ok else 'FAIL'}"
             )
         validity = entry["citation_validity_pooled"]
         if "extractive" in label and validity is not None:
@@ -464,9 +498,13 @@ def render_wrong(results: dict[str, Any]) -> str:
                 wrong.append((r, "answered an unanswerable question"))
             elif any(not s["grounded"] for s in r["sentences"]):
                 wrong.append((r, "ungrounded sentence(s)"))
+            elif r.get("evidence_in_answer") is False:
+                wrong.append((r, "the answer does not carry the evidence"))
         parts += [f"## Answers: {label} — {len(wrong)} of {len(config['records'])} wrong", ""]
         for r, why in wrong:
-            parts.append(f"- **{r['id']}** {r['question']} — {why}")
+            parts.append(f"- **{r['id']}** ({r.get('group', '')}) {r['question']} — {why}")
+            if r.get("history"):
+                parts.append(f"  - after: {r['history'][-1]['content'][:150]}")
             parts.append(f"  - answer: {' '.join(r['answer'].split())[:300]}")
             parts.append(f"  - reference: {r['reference'][:200]}")
             parts += _retrieved_lines(r["context"])

@@ -2,8 +2,10 @@
 and write ``results.json``, ``report.md``, ``report.html`` and ``wrong.md``.
 
 Retrieval is scored on answerable items (relevance by evidence quotes); answers on every item
-(abstention on unanswerable ones, false abstention, citation validity, groundedness and
-correctness on answerable ones). Search results are cached on disk, keyed by corpus version,
+(abstention on unanswerable ones, false abstention, evidence in the answer, citation validity,
+groundedness and correctness on answerable ones; unlabelled items only on what needs no
+reference), overall and per group (page, linked, multi, typed, followup, unanswerable, nearmiss,
+unlabelled). Follow-up items pass their history to the pipeline. Search results are cached on disk, keyed by corpus version,
 retriever, retrieval settings, depth and question, so re-scoring costs no retrieval.
 """
 
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from eval.backends import Backend, HttpBackend, InProcessBackend
-from eval.gold import GoldItem, gold_files, gold_hash, load_gold, select_split
+from eval.gold import GROUPS, GoldItem, gold_files, gold_hash, load_gold, select_split
 from eval.judges.base import Judge, build_judge
 from eval.metrics import BUDGETS, RECALL_KS, percentile
 from eval.scoring import RETRIEVAL_METRICS, score_answers, score_retrieval
@@ -40,7 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GROUPS: tuple[str, ...] = ("page", "linked", "multi")
+# Per-group answer metrics (issue 13): each is a mean over the group's items that have it.
+GROUP_ANSWER_METRICS: tuple[str, ...] = (
+    "evidence_in_answer", "false_abstention", "correct_abstention", "cites",
+)  # fmt: skip
 HEADLINE = "budget_any@3000"  # the fair comparison between chunkings
 # Settings that change what a retriever returns (part of the cache key).
 RETRIEVAL_SETTINGS: tuple[str, ...] = (
@@ -150,6 +155,20 @@ def summarize(values: Sequence[float | None], seed: int) -> dict[str, Any] | Non
     """Mean with a seeded 95% bootstrap interval of the non-None values."""
     interval = bootstrap_ci([v for v in values if v is not None], seed=seed)
     return interval.to_dict() if interval else None
+
+
+def search_query(item: GoldItem) -> str:
+    """What a retriever is asked for ``item``: the question, or for a follow-up the query the
+    pipeline's heuristic condenser makes of it and its history."""
+    if not item.history:
+        return item.question
+    from rag.query_rewrite import condense_query
+
+    return condense_query(item.question, item.turns())
+
+
+def _history_key(item: GoldItem) -> list[list[str]]:
+    return [[t.role, t.content] for t in item.history]
 
 
 def _bar(total: int, desc: str, enabled: bool) -> tqdm:
@@ -272,13 +291,13 @@ class Runner:
                 "retriever": retriever,
                 "settings": settings,
                 "depth": self.options.depth,
-                "question": item.question,
+                "question": search_query(item),
             }
         )
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        hits, latency = self.backend.search(item.question, self.options.depth, retriever)
+        hits, latency = self.backend.search(search_query(item), self.options.depth, retriever)
         value = {"hits": hits, "latency_ms": round(latency, 3)}
         self.cache.put(key, value)
         return value
@@ -358,6 +377,7 @@ class Runner:
                 "k": self.options.k,
                 "settings": settings,
                 "question": item.question,
+                **({"history": _history_key(item)} if item.history else {}),
             }
         )
 
@@ -379,9 +399,15 @@ class Runner:
                     continue
                 started = time.perf_counter()
                 try:
-                    answer = self.backend.ask(
-                        item.question, self.options.k, retriever, generator, adapter
-                    )
+                    if item.history:
+                        answer = self.backend.ask(
+                            item.question, self.options.k, retriever, generator, adapter,
+                            history=item.turns(),
+                        )  # fmt: skip
+                    else:
+                        answer = self.backend.ask(
+                            item.question, self.options.k, retriever, generator, adapter
+                        )
                     errors.append(None)
                 except (ModelUnavailableError, InvalidInputError) as exc:
                     if not answers:  # the configuration cannot run at all
@@ -406,9 +432,11 @@ class Runner:
                     "id": item.id,
                     "group": item.group,
                     "topic": item.topic,
+                    "kind": item.kind,
                     "answerable": item.answerable,
                     "question": item.question,
-                    "reference": item.answer,
+                    "history": [t.model_dump() for t in item.history],
+                    "reference": item.reference,
                     "answer": answer.get("text", ""),
                     "error": error,
                     "latency_ms": answer["latency_ms"],
@@ -496,6 +524,9 @@ class Runner:
                 sum(s["grounded"] for s in sentences) / len(sentences) if sentences else None
             )
             entry["errors"] = sum(1 for r in records if r["error"])
+            for metric in ("evidence_in_answer", "cites"):
+                entry[metric] = summarize([_num(r.get(metric)) for r in records], seed)
+            entry["groups"] = group_answer_summary(records)
             latencies = [r["latency_ms"] for r in records]
             entry["latency_ms"] = {
                 "p50": percentile(latencies, 50),
@@ -520,8 +551,9 @@ class Runner:
                               binary=False, seed=self.options.seed),
                 }
             )  # fmt: skip
-            right_a = [ra[i]["abstained"] != ra[i]["answerable"] for i in ids]
-            right_b = [rb[i]["abstained"] != rb[i]["answerable"] for i in ids]
+            labelled = [i for i in ids if ra[i]["answerable"] is not None]
+            right_a = [ra[i]["abstained"] != ra[i]["answerable"] for i in labelled]
+            right_b = [rb[i]["abstained"] != rb[i]["answerable"] for i in labelled]
             out.append(
                 {"a": a, "b": b, "metric": "abstention_decision",
                  **compare(right_a, right_b, binary=True, seed=self.options.seed)}
@@ -555,6 +587,8 @@ class Runner:
             "split": self.options.split,
             "items": len(items),
             "answerable": sum(1 for i in items if i.answerable),
+            "unlabelled": sum(1 for i in items if i.answerable is None),
+            "groups": {g: n for g in GROUPS if (n := sum(1 for i in items if i.group == g))},
             "k": self.options.k,
             "depth": self.options.depth,
             "retrievers": self.options.retrievers,
@@ -608,6 +642,29 @@ class Runner:
 
         write_reports(results, self.options.out)
         return results
+
+
+def group_answer_summary(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per report group (in :data:`eval.gold.GROUPS` order, present groups only): item count,
+    the mean of each of :data:`GROUP_ANSWER_METRICS` over the items that have it (None when
+    none has), pooled citation validity and latency p50."""
+    out: dict[str, dict[str, Any]] = {}
+    for group in GROUPS:
+        subset = [r for r in records if r["group"] == group]
+        if not subset:
+            continue
+        entry: dict[str, Any] = {"n": len(subset)}
+        for metric in GROUP_ANSWER_METRICS:
+            values = [float(r[metric]) for r in subset if r.get(metric) is not None]
+            entry[metric] = sum(values) / len(values) if values else None
+            entry[f"{metric}_n"] = len(values)
+        pairs = [c for r in subset for s in r["sentences"] for c in s["citations"]]
+        entry["citation_validity_pooled"] = (
+            sum(c["valid"] for c in pairs) / len(pairs) if pairs else None
+        )
+        entry["latency_p50_ms"] = percentile([r["latency_ms"] for r in subset], 50)
+        out[group] = entry
+    return out
 
 
 def _num(value: Any) -> float | None:

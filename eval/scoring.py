@@ -14,6 +14,7 @@ from eval.metrics import (
     RECALL_KS,
     budget_recall,
     cosine,
+    evidence_in_answer,
     ndcg_at_k,
     recall_all_at_k,
     recall_any_at_k,
@@ -62,6 +63,17 @@ def _claims(answer: dict[str, Any]) -> list[tuple[str, list[int]]]:
     return [(s.plain, s.numbers) for s in split_answer(answer.get("text", "")) if s.plain]
 
 
+def _evidence_in_answer(item: GoldItem, answer: dict[str, Any]) -> bool | None:
+    """Evidence in the answer for an answerable item with evidence (an abstention carries
+    none); None for every other item."""
+    if not item.answerable or not item.evidence:
+        return None
+    if answer.get("abstained") or not answer.get("text"):
+        return False
+    quotes = [str(c.get("quote") or "") for c in answer.get("citations", [])]
+    return evidence_in_answer(answer["text"], quotes, item.evidence)
+
+
 def score_answers(
     items: Sequence[GoldItem],
     answers: Sequence[dict[str, Any]],
@@ -76,8 +88,11 @@ def score_answers(
     Citation recall (as in ALCE, Gao et al. 2023): the share of a sentence that cites at least
     one block and whose cited blocks together support it — an uncited sentence counts as a
     miss, so an answer that never cites scores 0 instead of having no citation validity.
-    Correctness (answerable, answered items only): token F1 and embedding cosine against the
-    reference answer."""
+    Correctness (answerable, answered items with a reference answer only): token F1 and
+    embedding cosine against the reference answer. Evidence in the answer (answerable items
+    with evidence): see :func:`eval.metrics.evidence_in_answer`; an abstention scores False.
+    ``cites``: whether a non-declined answer has at least one citation. Unlabelled items
+    (``answerable`` None) get only the metrics that need no reference."""
     citation_pairs: list[JudgePair] = []
     ground_pairs: list[JudgePair] = []
     plans: list[tuple[list[tuple[str, list[int]]], list[tuple[int, int]]]] = []
@@ -98,12 +113,12 @@ def score_answers(
     answered = [
         (i, a)
         for i, (item, a) in enumerate(zip(items, answers, strict=True))
-        if item.answerable and not a.get("abstained") and a.get("text")
+        if item.answerable and item.reference and not a.get("abstained") and a.get("text")
     ]
     similarity: dict[int, float] = {}
     if answered:
         plain = [" ".join(s for s, _ in _claims(a)) or a["text"] for _, a in answered]
-        refs = [items[i].answer for i, _ in answered]
+        refs = [items[i].reference for i, _ in answered]
         vectors = embedder.embed_documents(plain + refs)
         for j, (i, _) in enumerate(answered):
             similarity[i] = round(cosine(vectors[j], vectors[len(answered) + j]), 4)
@@ -134,11 +149,15 @@ def score_answers(
             )
         pairs = [c for s in sentences for c in s["citations"]]
         abstained = bool(answer.get("abstained"))
+        answered_text = not abstained and bool(answer.get("text"))
         results.append(
             {
                 "abstained": abstained,
-                "correct_abstention": (abstained if not item.answerable else None),
+                # Unlabelled items (answerable None) get neither abstention metric.
+                "correct_abstention": (abstained if item.answerable is False else None),
                 "false_abstention": (abstained if item.answerable else None),
+                "evidence_in_answer": _evidence_in_answer(item, answer),
+                "cites": (bool(answer.get("citations")) if answered_text else None),
                 "sentences": sentences,
                 "citation_validity": (sum(c["valid"] for c in pairs) / len(pairs))
                 if pairs
@@ -153,7 +172,7 @@ def score_answers(
                     else None
                 ),
                 "token_f1": (
-                    round(token_f1(answer.get("text", ""), item.answer), 4)
+                    round(token_f1(answer.get("text", ""), item.reference), 4)
                     if i in similarity
                     else None
                 ),
