@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
+import httpcore
 import httpx
 
 from ingest.sources import SourceSpec, doc_id_for, normalize_url
@@ -93,10 +94,13 @@ def _is_public(address: str) -> bool:
     return ip.is_global and not blocked
 
 
-def check_url_allowed(url: str, *, allow_private: bool) -> None:
+def check_url_allowed(url: str, *, allow_private: bool) -> list[str]:
     """Refuse URLs that must not be fetched: a scheme other than http(s), no host, or —
     unless ``allow_private`` — a host resolving to a loopback, private, link-local, reserved
-    or multicast address. Raises :class:`InvalidInputError`."""
+    or multicast address. Raises :class:`InvalidInputError`.
+
+    Returns the addresses that were checked (empty with ``allow_private``): a fetch must
+    connect to one of these, never resolve the name again (see :class:`PinnedBackend`)."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in {"http", "https"}:
         raise InvalidInputError(f"only http(s) URLs can be fetched, got {url!r}")
@@ -104,7 +108,7 @@ def check_url_allowed(url: str, *, allow_private: bool) -> None:
     if not host:
         raise InvalidInputError(f"URL has no host: {url!r}")
     if allow_private:
-        return
+        return []
     try:
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     except ValueError as exc:
@@ -120,6 +124,96 @@ def check_url_allowed(url: str, *, allow_private: bool) -> None:
             raise InvalidInputError(
                 f"refusing to fetch {url!r}: {host} resolves to non-public address {address}"
             )
+    return addresses
+
+
+# --- connecting to the checked address only -------------------------------------------------
+
+
+def _open_tcp(
+    address: str,
+    port: int,
+    timeout: float | None,
+    local_address: str | None,
+    socket_options: Any,
+) -> httpcore.NetworkStream:
+    """A TCP connection to an IP address (a seam tests replace to refuse outside connects)."""
+    return httpcore.SyncBackend().connect_tcp(
+        address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+    )
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+class PinnedBackend(httpcore.NetworkBackend):
+    """An httpcore network backend that connects only to addresses vetted by
+    :func:`check_url_allowed`, never resolving a host name itself.
+
+    Closes the DNS-rebinding hole: checking a name and letting httpx resolve it again to
+    connect lets a name answer a public address to the check and 127.0.0.1 to the connect.
+    TLS still runs on top of the pinned socket with the URL's host name (httpcore passes it
+    as SNI and for certificate checks), and the Host header comes from the URL, so only
+    the address changes."""
+
+    def __init__(self) -> None:
+        self._pins: dict[str, tuple[str, ...]] = {}
+
+    @staticmethod
+    def key(url: str) -> str:
+        """The host as httpcore will ask for it (IDNA-encoded, lower case, no brackets)."""
+        return httpx.URL(url).raw_host.decode("ascii").lower()
+
+    def pin(self, url: str, addresses: list[str]) -> None:
+        """Allow connections to ``url``'s host only at ``addresses`` (replacing earlier pins)."""
+        self._pins[self.key(url)] = tuple(addresses)
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        # An IP literal is its own (already checked) address: no name lookup can change it.
+        addresses = (host,) if _is_ip_literal(host) else self._pins.get(host.lower(), ())
+        if not addresses:
+            raise httpcore.ConnectError(
+                f"no checked address for host {host!r}; refusing to resolve it"
+            )
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return _open_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("unix sockets are never fetched")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class PinnedTransport(httpx.HTTPTransport):
+    """An httpx transport whose connections go through a :class:`PinnedBackend`."""
+
+    def __init__(self, backend: PinnedBackend) -> None:
+        super().__init__()
+        self.backend = backend
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(), network_backend=backend
+        )
 
 
 # --- links ---------------------------------------------------------------------------------
@@ -229,8 +323,15 @@ class _Fetcher:
     """Polite GET with manual redirects (each hop checked), robots.txt, per-host delay, a
     size cap enforced while streaming and a content-type check."""
 
-    def __init__(self, client: httpx.Client, settings: Settings, allow_private: bool) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        settings: Settings,
+        allow_private: bool,
+        pins: PinnedBackend | None = None,
+    ) -> None:
         self.client = client
+        self.pins = pins  # where each hop's checked addresses go (None: the client's own DNS)
         self.settings = settings
         self.allow_private = allow_private
         self._robots: dict[str, RobotFileParser | str] = {}  # origin → parser or refusal
@@ -251,9 +352,11 @@ class _Fetcher:
             if scope is not None and not scope.contains(normalize_url(current)):
                 raise _FetchError(f"redirected out of the crawl's scope to {current}")
             try:
-                check_url_allowed(current, allow_private=self.allow_private)
+                addresses = check_url_allowed(current, allow_private=self.allow_private)
             except InvalidInputError as exc:
                 raise _FetchError(str(exc)) from exc
+            if self.pins is not None:
+                self.pins.pin(current, addresses)
             if robots:
                 self._check_robots(current)
             location, page = self._get(current, check_type=check_type)
@@ -399,6 +502,19 @@ def load_mirror(mirror: Path) -> dict[str, dict[str, Any]]:
     return by_url
 
 
+def _make_client(allow_private: bool) -> tuple[httpx.Client, PinnedBackend | None]:
+    """The crawler's HTTP client and, without ``allow_private``, the backend that pins every
+    connection to the addresses the URL check vetted (proxy variables are then ignored: a
+    proxy would resolve the name itself, out of reach of the check)."""
+    if allow_private:
+        return httpx.Client(follow_redirects=False), None
+    backend = PinnedBackend()
+    client = httpx.Client(
+        follow_redirects=False, transport=PinnedTransport(backend), trust_env=False
+    )
+    return client, backend
+
+
 def resolve_sources(
     specs: list[SourceSpec],
     *,
@@ -414,7 +530,9 @@ def resolve_sources(
 
     ``base_dir`` anchors relative paths; ``mirror`` maps URLs to local copies (no network);
     ``depth`` overrides each URL spec's link depth; ``client`` replaces the HTTP client;
-    ``allow_private=False`` refuses URLs and redirect hops to non-public addresses.
+    ``allow_private=False`` refuses URLs and redirect hops to non-public addresses and
+    (with the default client) connects only to the addresses it checked. A ``client``
+    given here is used as it is: its own transport decides where it connects.
     Raises :class:`ConfigError` at once when the mirror's manifest is unusable."""
     mirror_entries = load_mirror(mirror) if mirror is not None else None
     return _iterate(specs, base_dir, settings, mirror, mirror_entries, depth, client, allow_private)
@@ -446,9 +564,11 @@ def _iterate(
                 yield _read_mirrored(spec, mirror, mirror_entries)
             else:
                 if fetcher is None:
+                    pins = None
                     if client is None:
-                        own_client = client = httpx.Client(follow_redirects=False)
-                    fetcher = _Fetcher(client, settings, allow_private)
+                        own_client, pins = _make_client(allow_private)
+                        client = own_client
+                    fetcher = _Fetcher(client, settings, allow_private, pins)
                 spec_depth = spec.depth if depth is None else depth
                 yield from _crawl(spec, fetcher, spec_depth, settings.fetch_max_pages)
     finally:

@@ -155,6 +155,20 @@ def ingest_lock(settings: Settings) -> filelock.BaseFileLock:
     return filelock.FileLock(str(settings.data_dir / "ingest.lock"))
 
 
+def acquire_ingest_lock(settings: Settings) -> filelock.BaseFileLock:
+    """Take the data dir's ingest lock (waiting up to ``ingest_lock_timeout_s``) and return
+    it, held; raises :class:`IngestLockedError` when another ingest keeps it."""
+    lock = ingest_lock(settings)
+    try:
+        lock.acquire(timeout=settings.ingest_lock_timeout_s)
+    except filelock.Timeout as exc:
+        raise IngestLockedError(
+            f"another ingest holds {lock.lock_file} (waited {settings.ingest_lock_timeout_s:g} s); "
+            "wait for it to finish or raise MLRAG_INGEST_LOCK_TIMEOUT_S"
+        ) from exc
+    return lock
+
+
 def ingest_documents(
     settings: Settings,
     items: Iterable[Document | IngestFailure],
@@ -164,23 +178,22 @@ def ingest_documents(
     progress: bool = True,
     on_progress: ProgressCallback | None = None,
     documents_total: int | None = None,
+    locked: bool = False,
 ) -> IngestSummary:
     """Ingest already-loaded documents (failures are recorded and protect their documents);
-    holds the data dir's ingest lock for the whole run. ``prune`` deletes every stored
-    document that ``items`` did not produce and that no failure protects."""
-    lock = ingest_lock(settings)
-    try:
-        lock.acquire(timeout=settings.ingest_lock_timeout_s)
-    except filelock.Timeout as exc:
-        raise IngestLockedError(
-            f"another ingest holds {lock.lock_file} (waited {settings.ingest_lock_timeout_s:g} s); "
-            "wait for it to finish or raise MLRAG_INGEST_LOCK_TIMEOUT_S"
-        ) from exc
+    holds the data dir's ingest lock for the whole run (``locked``: the caller already holds
+    it, as a rebuild does). ``prune`` deletes every stored document that ``items`` did not
+    produce and that no failure protects. Store failures raise
+    :class:`~rag.errors.StoreUnavailableError` (cannot read) or
+    :class:`~rag.errors.StoreWriteError` (cannot write: disk full, ...); a rerun after
+    fixing the cause resumes (see the module docstring)."""
+    lock = None if locked else acquire_ingest_lock(settings)
     try:
         store = store or ChunkStore.from_settings(settings)
         return _ingest_locked(settings, items, store, prune, progress, on_progress, documents_total)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _ingest_locked(
@@ -464,6 +477,7 @@ def run_ingest(
     store: ChunkStore | None = None,
     base_dir: Path | None = None,
     allow_private: bool = True,
+    locked: bool = False,
 ) -> IngestSummary:
     """Ingest the sources file (default ``settings.sources``) or the given ``specs``.
 
@@ -471,7 +485,8 @@ def run_ingest(
     link-following depth; ``prune`` deletes documents the sources no longer produce (never
     those of a source that failed). ``base_dir`` resolves relative paths of ``specs``
     (default: the sources file's folder, else the working directory); ``allow_private``
-    lets URLs reach private/loopback hosts (the API passes False).
+    lets URLs reach private/loopback hosts (the API passes False); ``locked`` says the
+    caller already holds the ingest lock.
     Raises ConfigError for a malformed sources file and IngestLockedError when another
     ingest holds the lock; per-source problems end up in ``summary.failed``.
     """
@@ -506,6 +521,7 @@ def run_ingest(
         progress=progress,
         on_progress=on_progress,
         documents_total=len(specs),
+        locked=locked,
     )
     if fingerprint is not None:
         _write_state(settings, fingerprint, summary, store)

@@ -111,7 +111,7 @@ def _ask_stdin(rag: RAG, options: dict[str, Any], stdin: TextIO) -> int:
 
 def run_ask(args: argparse.Namespace, settings: Settings, rag: RAG | None = None) -> int:
     """Handler of ``mlrag ask``; returns the exit status."""
-    from rag.errors import InvalidInputError, MlragError
+    from rag.errors import InvalidInputError, MlragError, StoreUnavailableError
     from rag.generation.registry import resolve_generator_name
     from rag.pipeline import RAG
     from rag.retrieval.registry import check_retriever_name, validate_k
@@ -136,6 +136,8 @@ def run_ask(args: argparse.Namespace, settings: Settings, rag: RAG | None = None
             return _ask_stdin(rag, options, sys.stdin)
         answer = rag.ask(args.question, **options)
     except InvalidInputError as exc:
+        return _error(str(exc), EXIT_USAGE)
+    except StoreUnavailableError as exc:  # corrupt index: exit 2, as `mlrag ingest --status`
         return _error(str(exc), EXIT_USAGE)
     except MlragError as exc:
         return _error(str(exc), EXIT_RUNTIME)

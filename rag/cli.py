@@ -16,10 +16,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from rag.errors import MlragError
+from rag.errors import MlragError, StoreUnavailableError
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("ingest.cli", "rag.search_cli", "rag.ask_cli", "api.serve_cli", "eval.cli", "finetune.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "ingest.cli",
+    "rag.search_cli",
+    "rag.ask_cli",
+    "api.serve_cli",
+    "eval.cli",
+    "finetune.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,15 +35,30 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlrag",
         description="Grounded, cited answers to machine-learning questions from a document corpus.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)
     return parser
 
 
+def quiet_import_warnings() -> None:
+    """Silence warnings third-party packages print at import on every command.
+
+    bitsandbytes (0.50, CPUs with AVX512-BF16) tries to fetch an optional 4-bit CPU kernel
+    from the Hugging Face hub at import and warns when it cannot; offline that is expected and
+    harmless: it falls back to its own kernel (README, "Local models"). With HF_HUB_OFFLINE=1
+    the ``kernels`` package adds a notice that it skips the publisher check.
+    """
+    for name in ("bitsandbytes.backends.cpu.ops", "kernels"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mlrag`` console script."""
+    quiet_import_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
@@ -48,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args, settings) or 0)
     except MlragError as exc:
         print(f"mlrag {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, StoreUnavailableError) else 1
     except KeyboardInterrupt:
         print(f"mlrag {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -79,3 +79,19 @@ class ConfigError(MlragError):
 
     code = "bad_config"
     http_status = 500
+
+
+class StoreUnavailableError(MlragError):
+    """The index cannot be opened or read (a corrupt or half-deleted Chroma store); rebuild it
+    with ``mlrag ingest --rebuild``."""
+
+    code = "store_unavailable"
+    http_status = 503
+
+
+class StoreWriteError(MlragError):
+    """Writing to the index failed (disk full, read-only file system, ...); nothing half-written
+    is kept as current, and a rerun after fixing the cause converges."""
+
+    code = "store_write_failed"
+    http_status = 507

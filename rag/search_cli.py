@@ -78,7 +78,7 @@ def _search_stdin(
 
 def run_search(args: argparse.Namespace, settings: Settings) -> int:
     """Handler of ``mlrag search``; returns the exit status."""
-    from rag.errors import EmptyIndexError, InvalidInputError, MlragError
+    from rag.errors import EmptyIndexError, InvalidInputError, MlragError, StoreUnavailableError
     from rag.retrieval.registry import check_retriever_name, validate_k
 
     name = args.retriever or settings.retriever
@@ -96,6 +96,8 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         return _error(str(exc), EXIT_USAGE)
     except EmptyIndexError as exc:
         return _error(str(exc), EXIT_RUNTIME)
+    except StoreUnavailableError as exc:  # corrupt index: exit 2, as `mlrag ingest --status`
+        return _error(str(exc), EXIT_USAGE)
     except MlragError as exc:
         return _error(str(exc), EXIT_RUNTIME)
     if args.json:
