@@ -21,11 +21,18 @@ from fastapi.staticfiles import StaticFiles
 
 from api.access_log import AccessLogMiddleware
 from api.deps import Services
+from api.docs import install_docs, openapi_url
 from api.errors import install_error_handlers
 from api.feedback import FeedbackStore
 from api.jobs import IngestJobs
-from api.limits import BodySizeLimitMiddleware, GenerationGate, RateLimiter
+from api.limits import (
+    BodySizeLimitMiddleware,
+    BodyTimeoutMiddleware,
+    GenerationGate,
+    RateLimiter,
+)
 from api.metrics import Metrics
+from api.security_headers import SecurityHeadersMiddleware
 from rag.config import Settings
 from rag.errors import MlragError
 
@@ -62,6 +69,20 @@ def build_services(settings: Settings, rag: Any = None) -> Services:
     )
 
 
+async def _load_pipeline(services: Services) -> None:
+    """Load the pipeline; on failure keep serving (/health answers, /ready says why, other
+    routes answer 503 with the cause) and log one line."""
+    try:
+        services.rag = await anyio.to_thread.run_sync(load_rag, services.settings)
+    except MlragError as exc:  # e.g. store_unavailable for a corrupt index
+        services.load_failure = exc
+        services.load_error = f"{exc.code}: {exc}"
+        log.error("pipeline failed to load, serving /health only: %s", services.load_error)
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure must not kill the server
+        services.load_error = f"internal_error: {type(exc).__name__}: {exc}"
+        log.exception("pipeline failed to load, serving /health only")
+
+
 def create_app(settings: Settings | None = None, rag: Any = None) -> FastAPI:
     """The mlrag HTTP service. Pass ``rag`` to serve an existing pipeline (tests); otherwise
     it is built from ``settings`` at start-up."""
@@ -71,27 +92,28 @@ def create_app(settings: Settings | None = None, rag: Any = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services.rag is None:
-            try:
-                services.rag = await anyio.to_thread.run_sync(load_rag, settings)
-            except MlragError as exc:
-                # Serve anyway: /health answers, /ready says why, ingest can fill the index.
-                services.load_error = f"{exc.code}: {exc}"
-                log.error("pipeline failed to load: %s", services.load_error)
+            await _load_pipeline(services)
         try:
             yield
         finally:
             services.jobs.shutdown()
             if services.slack is not None:
-                services.slack.shutdown()
+                # Acknowledged Slack events are answered in bolt's threads: give them the
+                # same grace as in-flight HTTP answers.
+                await anyio.to_thread.run_sync(services.slack.shutdown, settings.shutdown_grace_s)
 
     app = FastAPI(
         title="mlrag",
         summary="Grounded, cited answers to machine-learning questions.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # api.docs serves /docs from local files, or not at all
+        redoc_url=None,
+        openapi_url=openapi_url(settings),
     )
     app.state.services = services
     install_error_handlers(app)
+    install_docs(app, settings)
 
     from api.routes import (
         ask,
@@ -124,13 +146,15 @@ def create_app(settings: Settings | None = None, rag: Any = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # Middleware: the last added is the outermost. The access log sees every response,
-    # including 413s and CORS preflights.
+    # including 408s, 413s and CORS preflights, and all of them get the security headers.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
+    app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )

@@ -12,7 +12,7 @@ from api.errors import ApiError
 from api.limits import GenerationGate, RateLimiter, client_identity
 from api.metrics import Metrics
 from rag.config import Settings
-from rag.errors import EmptyIndexError, InvalidInputError, UnknownNameError
+from rag.errors import EmptyIndexError, InvalidInputError, MlragError, UnknownNameError
 
 if TYPE_CHECKING:
     from api.feedback import FeedbackStore
@@ -30,12 +30,17 @@ class Services:
     jobs: IngestJobs
     feedback: FeedbackStore
     rag: Any = None  # rag.pipeline.RAG (or a test double with the same interface)
-    load_error: str | None = None
+    load_error: str | None = None  # "code: message" of a failed start-up, for /ready
+    load_failure: MlragError | None = None
     slack: Any = None  # api.slack.SlackBot when the Slack route is mounted
 
     def require_rag(self) -> Any:
-        """The loaded pipeline, or 503 while it is missing (start-up failed or still running)."""
+        """The loaded pipeline; while it is missing, the error that stopped it from loading
+        (e.g. 503 store_unavailable for a corrupt index), or 503 empty_index."""
         if self.rag is None:
+            if self.load_failure is not None:
+                # Drop the previous raise's traceback, so it does not grow request by request.
+                raise self.load_failure.with_traceback(None)
             raise EmptyIndexError(self.load_error or "the index is not loaded yet")
         return self.rag
 

@@ -29,6 +29,7 @@ _STATUS_CODES: dict[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -37,6 +38,11 @@ _STATUS_CODES: dict[int, str] = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+def status_code_name(status: int) -> str:
+    """The error ``code`` used for a bare HTTP status (``404`` -> ``not_found``)."""
+    return _STATUS_CODES.get(status, "http_error")
 
 
 class ApiError(Exception):
@@ -113,7 +119,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = _STATUS_CODES.get(exc.status_code, "http_error")
+    code = status_code_name(exc.status_code)
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route for {request.method} {request.url.path}"

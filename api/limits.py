@@ -1,5 +1,6 @@
 """Request limits: a per-client token-bucket rate limiter, a bounded gate on concurrent
-answer generation, and an ASGI middleware that caps request body size."""
+answer generation, and ASGI middlewares that cap request body size and the time to
+receive a body."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_body
@@ -171,22 +173,82 @@ class BodySizeLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _reject(self, send: Send) -> None:
-        import json
-
-        payload = json.dumps(
-            error_body("payload_too_large", f"request body exceeds {self.max_bytes} bytes")
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
+        await send_error(
+            send, 413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes"
         )
-        await send({"type": "http.response.body", "body": payload})
+
+
+async def send_error(
+    send: Send, status: int, code: str, message: str, *, close: bool = False
+) -> None:
+    """Send a whole JSON error response from ASGI middleware (``close``: end the connection
+    after it, because the rest of the request will not be read)."""
+    import json
+
+    payload = json.dumps(error_body(code, message)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class _BodyTimeout(Exception):
+    """Raised out of ``receive`` when the request body did not arrive in time."""
+
+
+class BodyTimeoutMiddleware:
+    """Bounds the time to receive a request body: a client whose body has not fully arrived
+    ``timeout_s`` after the request started gets 408 and its connection is closed, so slow
+    or stalled uploads cannot hold connections open. Once the body is complete, ``receive``
+    passes through untouched (streaming responses wait on it for the client's disconnect)."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = anyio.current_time() + self.timeout_s
+        body_done = False
+        response_started = False
+
+        async def receive_in_time() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    message = await receive()
+            except TimeoutError:
+                raise _BodyTimeout from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive_in_time, tracking_send)
+        except _BodyTimeout:
+            if response_started:
+                raise  # nothing sensible left to send; the server drops the connection
+            await send_error(
+                send,
+                408,
+                "request_timeout",
+                f"the request body did not arrive within {self.timeout_s:g} s",
+                close=True,
+            )
 
 
 def client_identity(api_key_digest: str | None, client_host: str | None) -> str:

@@ -1,7 +1,9 @@
 """The Slack bot: slack-bolt over the HTTP Events API, mounted at ``/slack/events``.
 
-* Requests are verified with the signing secret (bad or missing signature, or a timestamp
-  older than five minutes: 401) before anything else runs.
+* Requests are verified with the signing secret on the raw body bytes (bad or missing
+  signature, a malformed or more than five minutes old timestamp, a body that is not UTF-8:
+  401) before the body is parsed at all; a signed body that is not a JSON object (or a form
+  whose ``payload`` is not one) is 400. Both in the API's ``{"error": {...}}`` shape.
 * Start-up makes no call to Slack (``token_verification_enabled=False``); the first event
   triggers bolt's ``auth.test`` to learn the bot's own user id.
 * Events are acknowledged at once and answered afterwards by lazy listeners in bolt's
@@ -23,7 +25,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -31,6 +33,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from api.doc_links import link_citations, public_base_url
+from api.errors import ApiError, error_response, status_code_name
 from rag.errors import ConfigError, MlragError
 from rag.types import Answer, Turn
 
@@ -56,6 +59,8 @@ _IGNORED_SUBTYPES = {
     "channel_leave",
 }
 _SECTION_LIMIT = 2900  # Slack caps a section's text at 3000 characters
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 def slack_escape(text: str) -> str:
@@ -93,6 +98,34 @@ class ThreadHistory:
                 self._threads.popitem(last=False)
 
 
+class _TrackingExecutor(ThreadPoolExecutor):
+    """A thread pool that knows its unfinished tasks, so shutdown can wait for them with a
+    deadline (``shutdown(wait=True)`` has none)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: set[Future[Any]] = set()
+        self._pending_lock = threading.Lock()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = super().submit(fn, *args, **kwargs)
+        with self._pending_lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future[Any]) -> None:
+        with self._pending_lock:
+            self._pending.discard(future)
+
+    def wait_pending(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for submitted tasks; the number still unfinished."""
+        with self._pending_lock:
+            pending = list(self._pending)
+        _, not_done = wait(pending, timeout=timeout_s)
+        return len(not_done)
+
+
 class SeenEvents:
     """Event ids already handled (bounded), so Slack's retries are not answered twice."""
 
@@ -110,6 +143,69 @@ class SeenEvents:
             if len(self._seen) > self._max:
                 self._seen.popitem(last=False)
             return True
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message)
+
+
+def verify_slack_request(verifier: Any, body: bytes, headers: Any) -> str:
+    """The body as text when it carries a valid, fresh Slack signature; else 401.
+
+    Runs before any parsing, so unsigned junk never reaches the JSON or form decoders. The
+    headers are checked for shape first: slack_sdk's verifier raises on a non-numeric
+    timestamp or a non-ASCII signature instead of answering False."""
+    timestamp = headers.get("x-slack-request-timestamp") or ""
+    signature = headers.get("x-slack-signature") or ""
+    if not _TIMESTAMP.fullmatch(timestamp):
+        raise _unauthorized("missing or malformed X-Slack-Request-Timestamp")
+    if not _SIGNATURE.fullmatch(signature):
+        raise _unauthorized("missing or malformed X-Slack-Signature")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        # Slack signs UTF-8 text; bytes that are not cannot be verified (or come from Slack).
+        raise _unauthorized(
+            "the request body is not UTF-8, so its signature cannot be verified"
+        ) from None
+    if not verifier.is_valid(body=text, timestamp=timestamp, signature=signature):
+        raise _unauthorized("invalid or expired Slack signature")
+    return text
+
+
+def check_slack_payload(text: str, content_type: str | None) -> dict[str, Any]:
+    """The parsed body of a verified request (as bolt will parse it); 400 unless it is a JSON
+    object (a JSON body, or a form's ``payload`` field) or a plain form."""
+    from slack_bolt.request.internals import parse_body
+
+    media_type = (content_type or "").split(";")[0].strip().lower() or None
+    try:
+        payload = parse_body(text, media_type)
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise ApiError(400, "bad_request", f"the Slack request body is not valid: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "bad_request", "the Slack request body must be a JSON object")
+    return payload
+
+
+def bolt_to_response(bolt_response: BoltResponse) -> Response:
+    """An HTTP response for bolt's answer; its error statuses get the API's error shape."""
+    status = bolt_response.status
+    headers = bolt_response.first_headers_without_set_cookie()
+    if status < 400:
+        return Response(content=bolt_response.body, status_code=status, headers=headers)
+    headers = {
+        k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")
+    }
+    if status >= 500:
+        # Verified requests that bolt fails on are malformed events; its listeners' own
+        # failures never reach the HTTP response (they run after the ack).
+        return error_response(
+            400, "bad_request", "the Slack request could not be processed", headers
+        )
+    messages = {401: "invalid Slack signature", 404: "no handler for this Slack request"}
+    message = messages.get(status, f"Slack request refused ({status})")
+    return error_response(status, status_code_name(status), message, headers)
 
 
 def format_reply(answer: Answer) -> tuple[str, list[dict[str, Any]]]:
@@ -149,6 +245,7 @@ class SlackBot:
     def __init__(self, services: Services) -> None:
         from slack_bolt import App
         from slack_sdk import WebClient
+        from slack_sdk.signature import SignatureVerifier
 
         settings = services.settings
         secret = (
@@ -179,8 +276,9 @@ class SlackBot:
             else settings.slack_api_url + "/"
         )
         self.client: WebClient = WebClient(token=token, base_url=base_url, timeout=10)
+        self.verifier = SignatureVerifier(secret)
         # Our own pool, so shutdown can stop it; it bounds concurrent Slack answers too.
-        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mlrag-slack")
+        self._executor = _TrackingExecutor(max_workers=4, thread_name_prefix="mlrag-slack")
         self.app: App = App(
             listener_executor=self._executor,
             signing_secret=secret,
@@ -300,17 +398,26 @@ class SlackBot:
             self.history.add(channel, thread_ts, question, answer_text)
 
     # --- HTTP ----------------------------------------------------------------------------
-    def dispatch(self, body: bytes, query: str, headers: dict[str, str]) -> BoltResponse:
-        """Run one HTTP request through bolt (verification, ack, listeners)."""
+    def dispatch(self, body: str, query: str, headers: dict[str, str]) -> BoltResponse:
+        """Run one verified HTTP request through bolt (ack, listeners); 400 when bolt cannot
+        make sense of it."""
         from slack_bolt import BoltRequest
 
-        return self.app.dispatch(
-            BoltRequest(body=body.decode("utf-8"), query=query, headers=headers)
-        )
+        try:
+            return self.app.dispatch(BoltRequest(body=body, query=query, headers=headers))
+        except Exception as exc:  # noqa: BLE001 - a malformed event, not a server fault
+            log.warning(
+                "slack: could not process a signed request: %s: %s", type(exc).__name__, exc
+            )
+            raise ApiError(400, "bad_request", "the Slack request could not be processed") from None
 
-    def shutdown(self) -> None:
-        """Stop bolt's worker threads (running answers finish)."""
+    def shutdown(self, grace_s: float = 0.0) -> None:
+        """Stop taking work, and wait up to ``grace_s`` for acknowledged events still being
+        answered (Slack will not resend them: without this, a restart loses their replies)."""
         self._executor.shutdown(wait=False)
+        unfinished = self._executor.wait_pending(grace_s) if grace_s > 0 else 0
+        if unfinished:
+            log.warning("slack: %d answer(s) still running at shutdown", unfinished)
 
 
 def mount_slack(app: FastAPI, services: Services) -> SlackBot:
@@ -320,13 +427,12 @@ def mount_slack(app: FastAPI, services: Services) -> SlackBot:
     @app.post("/slack/events", include_in_schema=False)
     async def slack_events(request: Request) -> Response:
         body = await request.body()
+        # Signature first, then parsing: unsigned junk is refused before any decoder sees it.
+        text = verify_slack_request(bot.verifier, body, request.headers)
+        check_slack_payload(text, request.headers.get("content-type"))
         headers = {k: v for k, v in request.headers.items()}
         # bolt's dispatch blocks (signature check, auth.test once, ack): keep it off the loop.
-        bolt_response = await run_in_threadpool(bot.dispatch, body, request.url.query, headers)
-        return Response(
-            content=bolt_response.body,
-            status_code=bolt_response.status,
-            headers=bolt_response.first_headers_without_set_cookie(),
-        )
+        bolt_response = await run_in_threadpool(bot.dispatch, text, request.url.query, headers)
+        return bolt_to_response(bolt_response)
 
     return bot

@@ -22,7 +22,7 @@ T = TypeVar("T")
 _DONE = object()
 
 SSE_HEADERS = {
-    "Cache-Control": "no-cache",
+    "Cache-Control": "no-store",
     "X-Accel-Buffering": "no",  # proxies (nginx) must not buffer the stream
 }
 

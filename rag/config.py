@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -55,7 +55,10 @@ class Settings(BaseSettings):
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="Sentence-transformers model: hub name or local path (the packaged copy is used when installed).")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = number of CPU cores.")
     reranker_model: str | None = Field(None, description="CrossEncoder for '+rerank' retrievers, path or hub name (e.g. cross-encoder/ms-marco-MiniLM-L6-v2).")
-    local_model: str = Field("HuggingFaceTB/SmolLM2-135M-Instruct", description="Local LLM: hub name or path (SmolLM2 comes from the packaged GGUF when installed).")
+    local_model: str = Field("auto", description="Local LLM: 'auto' (Qwen2.5-Coder-1.5B GGUF when installed in data_dir/models by scripts/install_model.py, else SmolLM2), 'qwen2.5-coder-1.5b', 'smollm2' (the packaged GGUF), a path to a .gguf file, or a Hugging Face hub name / folder.")
+    local_runtime: str = Field("auto", description="Runtime of the local LLM: 'auto' (GGUF files on llama.cpp, Hugging Face models on transformers), 'llamacpp' or 'transformers' (needed for PEFT adapters, 4-bit and LoRA training).")
+    llamacpp_threads: int = Field(0, ge=0, description="llama.cpp threads for prompt processing and decoding; 0 = number of CPU cores.")
+    llamacpp_n_ctx: int = Field(4096, ge=256, le=32768, description="llama.cpp context window in tokens (prompt + answer); a longer prompt is an error.")
     local_4bit: bool = Field(True, description="Load the local LLM in 4-bit nf4 (bitsandbytes).")
     local_max_new_tokens: int = Field(200, ge=1, le=4096, description="Generation length limit of the local LLM.")
     local_queue_size: int = Field(4, ge=0, description="Requests that may wait for the local LLM before new ones are refused.")
@@ -70,7 +73,7 @@ class Settings(BaseSettings):
     # --- retrieval & answering -----------------------------------------------------------
     retriever: str = Field("hybrid", description="Default retriever: dense, bm25, hybrid, or any of them + '+rerank'.")
     generator: str = Field("auto", description="Default generator: auto, claude, local, extractive.")
-    offline_generator: str = Field("extractive", description="What 'auto' uses without an Anthropic key.")
+    offline_generator: str = Field("extractive", description="What 'auto' uses without an Anthropic key: 'extractive', 'local', or 'auto' (local when the Qwen2.5-Coder-1.5B GGUF is installed in data_dir/models, else extractive).")
     k: int = Field(5, ge=1, description="Default number of context chunks.")
     max_k: int = Field(50, ge=1, description="Largest k a caller may ask for.")
     hybrid_weights: tuple[float, float] = Field((1.0, 1.0), description="RRF weights of (dense, bm25).")
@@ -80,7 +83,7 @@ class Settings(BaseSettings):
     rerank_candidates: int = Field(30, ge=1, description="Candidates the reranker re-scores.")
     mmr_lambda: float | None = Field(None, ge=0, le=1, description="MMR relevance/diversity trade-off; None disables MMR.")
     abstain_threshold: float = Field(0.2242, description="Best dense similarity between the query and the retrieved chunks below which the answer is 'not covered': a floor for off-topic questions, while abstain_term_max_df catches near-misses. 0.2242 with abstain_term_max_df=10 chosen on the gold dev split (`mlrag eval calibrate`; dev abstention accuracy 0.78, false abstention 0.00; held-out test 0.40 / 0.06, where similarity alone at 0.30 gave 0.30 / 0.02).")
-    abstain_term_max_df: int = Field(10, ge=-1, description="A question term written as a name or not an ordinary English word (DeepSpeed, AWS, dask) that occurs in at most this many corpus chunks must appear in the retrieved context, else the answer is 'not covered' (see rag.relevance; 10 chosen on the gold dev split with abstain_threshold); -1 turns this check off.")
+    abstain_term_max_df: int = Field(10, ge=-1, description="A question term written as a name or not an ordinary English word (DeepSpeed, AWS, dask) that occurs in at most this many corpus chunks must appear in the retrieved context, else the answer is 'not covered' (see rag.coverage; 10 chosen on the gold dev split with abstain_threshold); -1 turns this check off.")
     support_threshold: float = Field(0.5, ge=0, le=1, description="Answer sentences whose support (0.5*best embedding cosine to a cited sentence + 0.5*content-word recall in the cited text, see rag.grounding) is below this are unsupported; strict answers drop them.")
     max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
 
@@ -98,6 +101,10 @@ class Settings(BaseSettings):
     max_concurrent_generations: int = Field(2, ge=1, description="Answers generated at the same time by the API.")
     max_queued_generations: int = Field(8, ge=0, description="Answers that may wait for a generation slot before new ones get 503.")
     stream_idle_timeout_s: float = Field(120.0, gt=0, description="A streamed answer that produces no event for this long ends with an error event.")
+    body_timeout_s: float = Field(10.0, gt=0, description="Longest time to receive a request body, from the end of its headers to its last byte; a slower client gets 408 and its connection is closed (bounds slow-body connections).")
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="Seconds `mlrag serve` keeps an idle keep-alive connection open between requests (uvicorn's timeout_keep_alive).")
+    shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, seconds in-flight answers, SSE streams and acknowledged Slack answers get to finish before they are cancelled (uvicorn's timeout_graceful_shutdown).")
+    docs_enabled: Literal["auto"] | bool = Field("auto", description="Serve /docs (Swagger UI from local files, never a CDN) and /openapi.json: true, false, or auto = on only while no API keys are configured.")
     slack_signing_secret: SecretStr | None = Field(None, description="Slack signing secret; enables the /slack/events route.")
     slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...) used to reply.")
     slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (tests point it at a local fake).")
@@ -138,6 +145,9 @@ class Settings(BaseSettings):
 
     def effective_threads(self) -> int:
         return self.torch_threads or (os.cpu_count() or 1)
+
+    def effective_llamacpp_threads(self) -> int:
+        return self.llamacpp_threads or (os.cpu_count() or 1)
 
     def public_dict(self) -> dict[str, Any]:
         """Settings as JSON-safe values with secrets masked (for run records and logs)."""

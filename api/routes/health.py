@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from api.deps import ApiKey, ServicesDep
 from api.errors import error_response
 from api.schemas import ConfigOut
+from rag.errors import MlragError
 
 router = APIRouter(tags=["service"])
 
@@ -32,7 +33,11 @@ async def ready(services: ServicesDep) -> Any:
             services.load_error or "the index is not loaded yet",
             {"Retry-After": "5"},
         )
-    if not await anyio.to_thread.run_sync(rag.is_ready):
+    try:
+        ready = await anyio.to_thread.run_sync(rag.is_ready)
+    except MlragError as exc:  # e.g. the store broke after start-up (store_unavailable)
+        return error_response(503, "not_ready", f"{exc.code}: {exc}", {"Retry-After": "5"})
+    if not ready:
         return error_response(
             503, "not_ready", "the index is empty; run an ingest first", {"Retry-After": "5"}
         )

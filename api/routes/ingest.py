@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, status
 
 from api.deps import AdminKey, Services, ServicesDep
@@ -37,6 +38,12 @@ def _runner(services: Services, specs: list[Any], base_dir: Path | None, prune: 
     return run
 
 
+def _check_sources(
+    body: IngestRequest, roots: list[Path], allow_private: bool
+) -> list[tuple[str, Path | None]]:
+    return [check_source(source, roots, allow_private) for source in body.sources]
+
+
 @router.post(
     "/ingest",
     response_model=IngestJobOut,
@@ -50,10 +57,14 @@ async def start_ingest(body: IngestRequest, services: ServicesDep) -> Any:
 
     settings = services.settings
     services.require_rag()
+    # check_source resolves host names (getaddrinfo blocks) and touches the file system:
+    # run it in a worker thread so a slow DNS server cannot stall every other request.
+    checked = await anyio.to_thread.run_sync(
+        _check_sources, body, settings.ingest_roots, settings.allow_private_urls
+    )
     specs = []
     roots: set[Path] = set()
-    for source in body.sources:
-        location, root = check_source(source, settings.ingest_roots, settings.allow_private_urls)
+    for source, (location, root) in zip(body.sources, checked, strict=True):
         if root is not None:
             roots.add(root)
         specs.append(

@@ -35,8 +35,9 @@ def test_a_failed_start_keeps_health_up_and_ready_down(settings, monkeypatch) ->
             ready.status_code == 503
             and "embedding model missing" in ready.json()["error"]["message"]
         )
+        # Other routes answer with the cause of the failed start, not a generic code.
         ask = client.post("/v1/ask", json={"question": "What is overfitting?"})
-        assert ask.status_code == 503 and ask.json()["error"]["code"] == "empty_index"
+        assert ask.status_code == 503 and ask.json()["error"]["code"] == "model_unavailable"
 
 
 def test_real_empty_data_dir_is_not_ready(settings, embedder, monkeypatch) -> None:
