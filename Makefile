@@ -60,7 +60,7 @@ check-lock: install
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-test: check-lock lint
+test: check-lock lint model
 	bash scripts/install-test-deps.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from eval.stats import compare  # noqa: E402
-from finetune.cli import add_example_options  # noqa: E402
+from cli.finetune import add_example_options  # noqa: E402
 from finetune.registry import record_metrics  # noqa: E402
 from finetune.train import TrainConfig, train_adapter  # noqa: E402
 from rag.config import Settings  # noqa: E402
@@ -143,7 +143,7 @@ def sample_items(
 def eval_command(name: str | None, args: argparse.Namespace, out: Path, gold: Path) -> list[str]:
     """The ``mlrag eval run`` command line for the local generator (``name`` = adapter)."""
     command = [
-        sys.executable, "-m", "rag.cli", "eval", "run", "--gold", str(gold),
+        sys.executable, "-m", "cli.main", "eval", "run", "--gold", str(gold),
         "--retrievers", "hybrid", "--generators", "local", "--k", str(args.k),
         "--split", args.split, "--out", str(out), "--no-baseline-update",
     ]  # fmt: skip

@@ -79,9 +79,9 @@ def bench_generator(
     rag: Any, name: str, questions: list[str], k: int, retriever: str
 ) -> dict[str, Any]:
     """Cold and warm generation latency, pipeline latency and groundedness of one generator."""
+    from rag.abstention import is_decline as is_abstention
     from rag.citations import clean_markers
     from rag.grounding import assess
-    from rag.prompt import is_abstention
 
     generator = rag.generator(name)
     contexts = {q: rag.search(q, k=k, retriever=retriever) for q in questions}

@@ -161,8 +161,9 @@ def _with_data_dir(settings: Any, args: argparse.Namespace) -> Any:
 
 def run_check(args: argparse.Namespace, settings: Any) -> int:
     """Validate gold files; one line per problem, exit 1 on any error."""
-    from eval.check import SourceResolver, check_gold_files, default_mirror
+    from eval.check import check_gold_files, default_mirror
     from eval.gold import gold_files
+    from ingest.source_texts import SourceResolver
 
     resolver = SourceResolver(
         mirror=args.mirror or default_mirror(settings),
@@ -182,6 +183,7 @@ def run_check(args: argparse.Namespace, settings: Any) -> int:
 def run_run(args: argparse.Namespace, settings: Any) -> int:
     """Run an evaluation and print where the reports are."""
     from eval.runner import RunOptions, run_eval
+    from ingest.baseline import update_baseline
 
     settings = _with_data_dir(settings, args)
     generators = [] if args.generators == ["none"] else args.generators
@@ -194,6 +196,7 @@ def run_run(args: argparse.Namespace, settings: Any) -> int:
         nli_model=args.nli_model, seed=args.seed, limit=args.limit, answer_limit=args.answer_limit,
         progress=not args.no_progress, use_cache=not args.no_cache,
         update_baseline=not args.no_baseline_update, mirror=args.mirror,
+        baseline_builder=update_baseline,
     )  # fmt: skip
     results = run_eval(settings, options)
     for name, reason in results["skipped"].items():

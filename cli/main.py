@@ -1,7 +1,6 @@
-"""The ``mlrag`` command. Each subcommand lives in the package that owns it and is imported
-by name only here (``rag`` itself never imports those packages at import time)::
-
-    mlrag ingest   load, chunk and embed the sources into Chroma       (ingest.cli)
+"""The ``mlrag`` command. Each subcommand is a module of this package (``cli.ingest``,
+``cli.search``, ``cli.ask``, ``cli.serve``, ``cli.eval``, ``cli.finetune``) that calls into the
+package owning the work; the core (``rag``) imports none of them.
 
 A subcommand module exposes ``register(subparsers) -> None`` (adds its parser and sets
 ``func`` to a ``(args, settings) -> int`` handler); its heavy imports stay inside the handler
@@ -20,12 +19,12 @@ from rag.errors import MlragError, StoreUnavailableError
 
 # Subcommand modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "ingest.cli",
-    "rag.search_cli",
-    "rag.ask_cli",
+    "cli.ingest",
+    "cli.search",
+    "cli.ask",
     "api.serve_cli",
-    "eval.cli",
-    "finetune.cli",
+    "cli.eval",
+    "cli.finetune",
 )
 
 

@@ -1,6 +1,6 @@
 """``mlrag eval calibrate``: tune on the DEV split only, report on the held-out TEST split.
 
-1. The abstention rule (see rag.relevance) that maximises abstention accuracy minus
+1. The abstention rule (see rag.coverage) that maximises abstention accuracy minus
    false-abstention rate on dev: ``settings.abstain_term_max_df`` (a specific question term in
    at most this many corpus chunks must appear in the context; -1 = no term check) together
    with ``settings.abstain_threshold`` (the least best dense similarity between the query and
@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 from eval.gold import PAGE_TOPIC, GoldItem, gold_hash, load_gold, select_split
 from eval.metrics import abstention_accuracy, false_abstention_rate
 from eval.scoring import score_retrieval
+from rag.abstention import AbstentionRule
 from rag.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from rag.config import Settings
+    from rag.coverage import CoverageSignal
     from rag.pipeline import RAG
-    from rag.relevance import RelevanceSignal
 
 DEFAULT_BOOSTS: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3, 1.5, 2.0, 2.5, 3.0, 4.0)
 HEADLINE = "budget_any@3000"
@@ -62,24 +63,25 @@ class ThresholdChoice:
     test_false_abstention_similarity_only: float | None = None
 
 
-def relevance_signals(
+def coverage_signals(
     rag: RAG, items: Sequence[GoldItem], retriever: str, k: int
-) -> list[RelevanceSignal]:
+) -> list[CoverageSignal]:
     """The relevance signals per item, exactly as ``RAG.ask`` computes them."""
     return [
-        rag.relevance(item.question, rag.search(item.question, k=k, retriever=retriever))
+        rag.coverage(item.question, rag.search(item.question, k=k, retriever=retriever))
         for item in items
     ]
 
 
 def best_similarities(rag: RAG, items: Sequence[GoldItem], retriever: str, k: int) -> list[float]:
     """The best query-to-hit dense similarity per item, exactly as ``RAG.ask`` computes it."""
-    return [signal.similarity for signal in relevance_signals(rag, items, retriever, k)]
+    return [signal.similarity for signal in coverage_signals(rag, items, retriever, k)]
 
 
-def term_flags(signals: Sequence[RelevanceSignal], max_df: int) -> list[bool]:
+def term_flags(signals: Sequence[CoverageSignal], max_df: int) -> list[bool]:
     """Per item, whether the term check alone abstains with limit ``max_df``."""
-    return [bool(signal.missing_terms(max_df)) for signal in signals]
+    rule = AbstentionRule(threshold=float("-inf"), term_max_df=max_df)
+    return [bool(rule.missing_terms(signal)) for signal in signals]
 
 
 def abstention_rates(
@@ -91,7 +93,8 @@ def abstention_rates(
     """(abstention accuracy, false-abstention rate) when abstaining below ``threshold``, and
     also wherever ``forced`` is true (the term check)."""
     forced = forced if forced is not None else [False] * len(sims)
-    abstain = [s < threshold or f for s, f in zip(sims, forced, strict=True)]
+    rule = AbstentionRule(threshold=threshold, term_max_df=-1)
+    abstain = [rule.abstains(s, f) for s, f in zip(sims, forced, strict=True)]
     on_unanswerable = [a for a, ok in zip(abstain, answerable, strict=True) if not ok]
     on_answerable = [a for a, ok in zip(abstain, answerable, strict=True) if ok]
     return abstention_accuracy(on_unanswerable), false_abstention_rate(on_answerable)
@@ -124,7 +127,7 @@ def choose_threshold(
 
 
 def choose_rule(
-    signals: Sequence[RelevanceSignal],
+    signals: Sequence[CoverageSignal],
     answerable: Sequence[bool],
     term_dfs: Sequence[int] = DEFAULT_TERM_DFS,
 ) -> tuple[float, int, float]:
@@ -151,7 +154,7 @@ def calibrate_threshold(
 ) -> tuple[ThresholdChoice, dict[str, Any]]:
     """Choose the abstention rule on ``dev`` and measure it, the current settings and the
     similarity-only rule on ``test``."""
-    dev_signals = relevance_signals(rag, dev, retriever, k)
+    dev_signals = coverage_signals(rag, dev, retriever, k)
     dev_sims = [s.similarity for s in dev_signals]
     dev_ok = [i.answerable for i in dev]
     if all(dev_ok):
@@ -163,7 +166,7 @@ def calibrate_threshold(
         dev_sims, dev_ok, threshold, term_flags(dev_signals, max_df)
     )
     sim_threshold, sim_best = choose_threshold(dev_sims, dev_ok)
-    test_signals = relevance_signals(rag, test, retriever, k)
+    test_signals = coverage_signals(rag, test, retriever, k)
     test_sims = [s.similarity for s in test_signals]
     test_ok = [i.answerable for i in test]
 
@@ -200,7 +203,7 @@ def calibrate_threshold(
         for df in sorted(term_dfs)
     ]  # fmt: skip
 
-    def rows(items: Sequence[GoldItem], signals: Sequence[RelevanceSignal]) -> list[dict[str, Any]]:
+    def rows(items: Sequence[GoldItem], signals: Sequence[CoverageSignal]) -> list[dict[str, Any]]:
         return [
             {"id": i.id, "answerable": i.answerable, "best_similarity": s.similarity,
              "uncovered_terms": [list(u) for u in s.uncovered]}

@@ -1,6 +1,6 @@
 """``mlrag eval check``: prove a gold file is sound before any number is computed from it.
 
-Every evidence quote must occur in its source after :func:`ingest.cleaning.normalize_for_match`
+Every evidence quote must occur in its source after :func:`rag.qa.normalize_for_match`
 — first in the text the ingest loaders produce (what the index sees), else in the raw file
 (reported as a warning: retrieval can never find a quote the loaders drop). Also flagged:
 malformed lines, duplicate ids, duplicate and near-duplicate questions, answerable items
@@ -13,18 +13,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
-from eval.gold import UNANSWERABLE_KINDS, GoldItem, gold_files, parse_item
+from eval.gold import GoldItem, gold_files, parse_item
 from eval.relevance import contains_quote, normalize
-from ingest.cleaning import decode_text
 from rag.config import PROJECT_ROOT
-from rag.errors import MlragError
+from rag.qa import UNANSWERABLE_KINDS
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -50,86 +49,20 @@ class Problem:
         return f"{where}:{label} {prefix}{self.message}"
 
 
-@dataclass(frozen=True)
-class SourceText:
+class SourceLookup(Protocol):
+    """Where the check reads a gold ``source``'s texts (ingest.source_texts.SourceResolver
+    in practice: the text the ingest loaders produce and the raw file)."""
+
+    def get(self, source: str) -> SourceTexts:
+        """The texts of ``source``; raises LookupError with a one-line reason when unknown."""
+        ...
+
+
+class SourceTexts(Protocol):
     """A source's text as the index sees it (``loaded``) and as stored on disk (``raw``)."""
 
-    source: str
     loaded: str
     raw: str
-
-
-@dataclass
-class SourceResolver:
-    """Maps gold ``source`` values (a project-relative path or a public URL) to their texts,
-    loading each once through the same loaders the ingest uses."""
-
-    project_root: Path = PROJECT_ROOT
-    mirror: Path | None = None
-    sources_file: Path | None = None
-    _cache: dict[str, SourceText | str] = field(default_factory=dict)
-    _manifest: dict[str, dict] | None = None
-    _specs: dict[str, object] | None = None
-
-    def _mirror_entries(self) -> dict[str, dict]:
-        if self._manifest is None:
-            from ingest.fetch import load_mirror
-
-            self._manifest = load_mirror(self.mirror) if self.mirror is not None else {}
-        return self._manifest
-
-    def _spec_by_doc_id(self) -> dict[str, object]:
-        """Sources-file specs by doc id, for their declared format and title."""
-        if self._specs is None:
-            self._specs = {}
-            if self.sources_file is not None and self.sources_file.is_file():
-                from ingest.sources import doc_id_for, load_sources
-
-                base = self.sources_file.parent
-                for spec in load_sources(self.sources_file):
-                    self._specs[doc_id_for(spec.location, base)] = spec
-        return self._specs
-
-    def get(self, source: str) -> SourceText:
-        """The texts of ``source``; raises LookupError with a one-line reason when unknown."""
-        cached = self._cache.get(source)
-        if cached is None:
-            try:
-                cached = self._load(source)
-            except (LookupError, MlragError, OSError) as exc:
-                cached = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self._cache[source] = cached
-        if isinstance(cached, str):
-            raise LookupError(cached)
-        return cached
-
-    def _load(self, source: str) -> SourceText:
-        from ingest.loaders import detect_format, load_document
-        from ingest.sources import doc_id_for, is_url, normalize_url
-
-        if is_url(source):
-            entry = self._mirror_entries().get(normalize_url(source))
-            if entry is None:
-                where = self.mirror or "(no mirror configured)"
-                raise LookupError(f"unknown source {source!r}: not in mirror {where}")
-            path = Path(self.mirror or ".") / str(entry["path"])
-            doc_id = doc_id_for(source)
-            title = entry.get("title")
-        else:
-            path = self.project_root / source
-            if not path.is_file():
-                raise LookupError(f"unknown source {source!r}: no such file {path}")
-            base = self.sources_file.parent if self.sources_file else self.project_root
-            doc_id = doc_id_for(str(path.resolve()), base.resolve())
-            title = None
-        spec = self._spec_by_doc_id().get(doc_id)
-        fmt = getattr(spec, "format", None) or detect_format(str(path))
-        data = path.read_bytes()
-        raw = decode_text(data)
-        document = load_document(
-            data, fmt=fmt, doc_id=doc_id, source=source, title=getattr(spec, "title", None) or title
-        )
-        return SourceText(source=source, loaded=document.text, raw=raw)
 
 
 def default_mirror(settings: Settings) -> Path | None:
@@ -160,7 +93,7 @@ def _near_duplicate(a: str, b: str) -> bool:
     return len(wa & wb) / len(wa | wb) >= NEAR_DUPLICATE_JACCARD
 
 
-def _item_problems(item: GoldItem, file: str, line: int, resolver: SourceResolver) -> list[Problem]:
+def _item_problems(item: GoldItem, file: str, line: int, resolver: SourceLookup) -> list[Problem]:
     problems: list[Problem] = []
 
     def add(message: str, severity: str = "error") -> None:
@@ -184,7 +117,7 @@ def _item_problems(item: GoldItem, file: str, line: int, resolver: SourceResolve
         add("followup item without history")
     if item.kind == "multi" and len(item.evidence) < 2:
         add("multi item needs at least two evidence quotes")
-    texts: list[SourceText] = []
+    texts: list[SourceTexts] = []
     for source in item.sources:
         try:
             texts.append(resolver.get(source))
@@ -208,7 +141,7 @@ def _item_problems(item: GoldItem, file: str, line: int, resolver: SourceResolve
     return problems
 
 
-def check_gold_files(paths: Sequence[Path], resolver: SourceResolver) -> list[Problem]:
+def check_gold_files(paths: Sequence[Path], resolver: SourceLookup) -> list[Problem]:
     """Every problem of the given gold files, in file order (duplicates are checked across
     all files together)."""
     problems: list[Problem] = []

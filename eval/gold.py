@@ -4,29 +4,18 @@ split selection and a content hash for run records."""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-
 from rag.errors import InvalidInputError
+from rag.qa import QAItem, parse_jsonl
 
 PAGE_SOURCE = "corpus/machine-learning.txt"
 PAGE_TOPIC = "machine-learning"
 Kind = Literal[
     "paraphrase", "keyword", "multi", "typed", "followup", "unanswerable", "nearmiss", "question"
 ]  # fmt: skip
-# Kinds whose items have no answer in the corpus (``answerable`` defaults to false for them).
-UNANSWERABLE_KINDS: frozenset[str] = frozenset({"unanswerable", "nearmiss"})
 Split = Literal["dev", "test"]
 SPLITS: tuple[str, ...] = ("dev", "test", "all")
 DEFAULT_SPLIT = "test"  # a user's own file is for reporting, not tuning
@@ -38,85 +27,12 @@ GROUPS: tuple[str, ...] = (
 JUDGE_LABELS_NAME = "judge_labels.jsonl"
 
 
-class GoldTurn(BaseModel):
-    """One earlier message of a follow-up item's conversation (the shape of rag.types.Turn)."""
+class GoldItem(QAItem):
+    """One gold question (rag.qa's :class:`~rag.qa.QAItem`) with the gold set's kinds and
+    splits (``split`` defaults to "test": a user's own file is for reporting, not tuning)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    role: Literal["user", "assistant"]
-    content: str = Field(..., min_length=1)
-
-
-class GoldItem(BaseModel):
-    """One gold question with its reference answer and verbatim evidence quotes.
-
-    Only ``question`` is required (defaults in eval/gold/README.md): ``answerable`` is true when
-    evidence or an answer is given, false for the unanswerable kinds or an explicit
-    ``"answer": null``, else None (an *unlabelled* item, scored only on what needs no
-    reference); ``kind`` follows from the history and ``answerable``; ``split`` is "test"."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str = Field(..., min_length=1)
-    question: str = Field(..., min_length=1)
-    answer: str | None = None
-    evidence: list[str] = Field(default_factory=list)
-    answerable: bool | None = None
-    source: str | list[str] = ""
-    topic: str = ""
     kind: Kind = "question"
     split: Split = DEFAULT_SPLIT
-    history: list[GoldTurn] = Field(default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _defaults(cls, data: Any) -> Any:
-        """Fill ``answerable`` and ``kind`` from what the item gives (see the class docstring)."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        kind = data.get("kind")
-        if data.get("answerable") is None:
-            if kind in UNANSWERABLE_KINDS or ("answer" in data and data["answer"] is None):
-                data["answerable"] = False
-            elif data.get("evidence") or data.get("answer"):
-                data["answerable"] = True
-        if kind is None:
-            if data.get("history"):
-                data["kind"] = "followup"
-            elif data.get("answerable") is False:
-                data["kind"] = "unanswerable"
-            else:
-                data["kind"] = "question"
-        return data
-
-    @field_validator("evidence")
-    @classmethod
-    def _strings_only(cls, value: list[str]) -> list[str]:
-        return [str(v) for v in value]
-
-    @property
-    def labelled(self) -> bool:
-        """Whether the item says if it is answerable (reference metrics need that)."""
-        return self.answerable is not None
-
-    @property
-    def reference(self) -> str:
-        """The reference answer ("" when none is given)."""
-        return self.answer or ""
-
-    def turns(self) -> list[Any]:
-        """The history as rag.types.Turn objects (what the pipeline accepts)."""
-        from rag.types import Turn
-
-        return [Turn(role=t.role, content=t.content) for t in self.history]
-
-    @property
-    def sources(self) -> list[str]:
-        """The item's sources as a list (empty for unanswerable items)."""
-        if isinstance(self.source, str):
-            return [self.source] if self.source else []
-        return [s for s in self.source if s]
 
     @property
     def on_page(self) -> bool:
@@ -152,19 +68,13 @@ def parse_item(data: Any, origin: str = "<gold>", number: int = 0) -> GoldItem:
 def parse_gold_lines(lines: Iterable[str], origin: str = "<gold>") -> list[GoldItem]:
     """Parse JSONL lines into items; raises InvalidInputError naming ``origin`` and the line
     of the first malformed entry. Blank lines are skipped."""
-    items: list[GoldItem] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append(parse_item(json.loads(line), origin, number))
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{origin}:{number}: not valid JSON: {exc.msg}") from exc
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "item"
-            raise InvalidInputError(f"{origin}:{number}: {where}: {first['msg']}") from exc
-    return items
+
+    def with_id(data: Any, number: int) -> Any:
+        if isinstance(data, dict) and not data.get("id"):
+            return {**data, "id": default_id(origin, number)}
+        return data
+
+    return [item for _, item in parse_jsonl(lines, GoldItem, origin, with_id)]
 
 
 def gold_files(paths: Sequence[Path]) -> list[Path]:

@@ -106,7 +106,7 @@ def token_f1(prediction: str, reference: str) -> float:
 def _match_words(text: str) -> list[str]:
     """The words of ``text`` in the matching form eval.relevance uses (markup, case and
     Unicode form aside), citation markers removed."""
-    from ingest.cleaning import normalize_for_match
+    from rag.qa import normalize_for_match
 
     return re.findall(r"\w+", normalize_for_match(_MARKERS.sub(" ", text)))
 

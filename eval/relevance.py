@@ -2,29 +2,19 @@
 its normalised text contains one of the item's normalised evidence quotes. Labels therefore
 survive any change of chunking.
 
-Normalisation is :func:`ingest.cleaning.normalize_for_match` (NFKC, lower case, markup
-characters dropped, whitespace collapsed) — the same one the validator uses.
+Normalisation and matching are rag.qa's (:func:`~rag.qa.normalize_for_match`: NFKC, lower
+case, markup characters dropped, whitespace collapsed) — the same ones the validator, the
+fine-tuning data builder and ingest's checks use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
-from ingest.cleaning import normalize_for_match
+from rag.qa import contains_quote, normalized  # noqa: F401 - eval's matcher is rag.qa's
 
-
-@lru_cache(maxsize=65536)
-def normalize(text: str) -> str:
-    """The matching form of ``text`` (cached: chunk texts repeat across questions)."""
-    return normalize_for_match(text)
-
-
-def contains_quote(text: str, quote: str) -> bool:
-    """Whether ``quote`` occurs in ``text`` after normalising both (an empty quote never
-    matches: it would make every chunk relevant)."""
-    needle = normalize(quote)
-    return bool(needle) and needle in normalize(text)
+# The matching form of a text (cached), under the name the eval has always used.
+normalize = normalized
 
 
 def quotes_in(text: str, evidence: Sequence[str]) -> set[int]:

@@ -17,7 +17,7 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import combinations
@@ -34,6 +34,8 @@ from eval.scoring import RETRIEVAL_METRICS, score_answers, score_retrieval
 from eval.stats import bootstrap_ci, compare
 from rag.config import PROJECT_ROOT
 from rag.errors import InvalidInputError, MlragError, ModelUnavailableError
+
+BaselineBuilder = Callable[[Any, Any, Path | None, bool], Sequence[str]]
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -86,6 +88,10 @@ class RunOptions:
     use_cache: bool = True
     update_baseline: bool = True
     mirror: Path | None = None
+    # Builds or updates the baseline collection: (settings, embedder, mirror, progress) ->
+    # failed sources. The CLI passes ingest.baseline.update_baseline (eval never imports
+    # ingest); without one the ``baseline`` retriever reads its collection as it is.
+    baseline_builder: BaselineBuilder | None = None
     judge_labels: Path | None = (
         None  # hand labels for judge agreement (default: eval/gold/judge_labels.jsonl)
     )
@@ -249,21 +255,17 @@ class Runner:
         """Build or update the baseline collection (in-process runs only)."""
         if not isinstance(self.backend, InProcessBackend) or not self.options.update_baseline:
             return
-        from ingest.baseline import baseline_store, build_baseline
-
-        store = baseline_store(self.settings, self.backend.rag.embedder)
+        builder = self.options.baseline_builder
+        if builder is None:
+            return
         mirror = self.options.mirror if self.options.mirror is not None else self.settings.mirror
         if mirror is None:
             from eval.check import default_mirror
 
             mirror = default_mirror(self.settings)
-        summary = build_baseline(
-            self.settings, mirror=mirror, store=store, progress=self.options.progress
-        )
-        if summary.failed:
-            log.warning(
-                "baseline: %d source(s) failed: %s", len(summary.failed), summary.failed[:3]
-            )
+        failed = builder(self.settings, self.backend.rag.embedder, mirror, self.options.progress)
+        if failed:
+            log.warning("baseline: %d source(s) failed: %s", len(failed), failed[:3])
 
     def available_retrievers(self) -> list[str]:
         """The requested retrievers that can run; the others land in ``self.skipped``."""
@@ -347,7 +349,7 @@ class Runner:
                     # The pipeline's relevance check reads hit embeddings from the main
                     # collection; baseline chunks live elsewhere, so ask() would always abstain.
                     self.skipped[label] = (
-                        "answers are not scored for the baseline retriever: rag.relevance reads hit "
+                        "answers are not scored for the baseline retriever: rag.coverage reads hit "
                         "embeddings from the main collection, so every baseline answer abstains"
                     )
                     continue

@@ -25,16 +25,14 @@ import hashlib
 import json
 import random
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
+from rag.abstention import ABSTAIN_TEXT
 from rag.errors import InvalidInputError
-from rag.prompt import ABSTAIN_TEXT
+from rag.qa import QAItem, contains_quote, normalize_for_match, parse_jsonl
 from rag.types import Chunk, Hit
 
 IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt, padding)
@@ -46,53 +44,18 @@ ExampleKind = Literal["answer", "abstain", "abstain_removed"]
 # --- input items ------------------------------------------------------------------------
 
 
-class QAItem(BaseModel):
-    """One grounded question: the gold-set format (``split`` may be any label, e.g. train)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str = Field(..., min_length=1)
-    question: str = Field(..., min_length=1)
-    answer: str = ""
-    evidence: list[str] = Field(default_factory=list)
-    answerable: bool
-    source: str | list[str] = ""
-    topic: str = ""
-    kind: str = ""
-    split: str = ""
-
-    @field_validator("question")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
-
-    @field_validator("evidence")
-    @classmethod
-    def _quotes(cls, value: list[str]) -> list[str]:
-        if any(not str(q).strip() for q in value):
-            raise ValueError("evidence quotes must not be blank")
-        return [str(q) for q in value]
-
-
 def parse_qa_lines(lines: Iterable[str], origin: str = "<data>") -> list[QAItem]:
-    """Items from JSONL lines; InvalidInputError naming ``origin`` and the line number of the
-    first malformed line, or of an answerable item without answer or evidence."""
+    """Items (rag.qa's schema) from JSONL lines; InvalidInputError naming ``origin`` and the
+    line number of the first malformed line, of an item that does not say whether it is
+    answerable, or of an answerable item without answer or evidence."""
     items: list[QAItem] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = QAItem.model_validate(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{origin}:{number}: not valid JSON: {exc.msg}") from exc
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "item"
-            raise InvalidInputError(f"{origin}:{number}: {where}: {first['msg']}") from exc
-        if item.answerable and (not item.answer.strip() or not item.evidence):
+    for number, item in parse_jsonl(lines, QAItem, origin):
+        if item.answerable is None:
+            raise InvalidInputError(
+                f"{origin}:{number}: answerable: a training item must say whether it is answerable"
+            )
+        if item.answerable and (not item.reference.strip() or not item.evidence):
             raise InvalidInputError(
                 f"{origin}:{number}: answerable item {item.id!r} needs an answer and evidence"
             )
@@ -124,20 +87,7 @@ def file_hash(path: Path) -> str:
 
 # --- evidence matching ------------------------------------------------------------------
 
-_MARKUP = re.compile(r"[*_`#>|\[\](){}]")
-
-
-def normalize_for_match(text: str) -> str:
-    """Text for quote matching: NFKC, lower case, markup characters dropped, whitespace
-    collapsed (the normalisation the gold set's relevance labels use)."""
-    text = _MARKUP.sub(" ", unicodedata.normalize("NFKC", text).lower())
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def contains_quote(text: str, quote: str) -> bool:
-    """Whether ``quote`` occurs in ``text`` once both are normalised (empty never matches)."""
-    needle = normalize_for_match(quote)
-    return bool(needle) and needle in normalize_for_match(text)
+# Quote matching is rag.qa's (the same as the gold set's relevance labels).
 
 
 class EvidenceIndex:
@@ -260,6 +210,7 @@ class SFTExample:
 
     id: str
     kind: ExampleKind
+    question: str  # stored as a field: nothing is parsed back out of the rendered prompt
     messages: list[dict[str, str]]
 
     @property
@@ -268,8 +219,13 @@ class SFTExample:
         return self.messages[-1]["content"]
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSONL shape (``{"id", "kind", "messages"}``)."""
-        return {"id": self.id, "kind": self.kind, "messages": self.messages}
+        """The JSONL shape (``{"id", "kind", "question", "messages"}``)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "question": self.question,
+            "messages": self.messages,
+        }
 
 
 @dataclass
@@ -302,10 +258,11 @@ FitsFn = Callable[[list[dict[str, str]]], bool]
 
 
 def messages_for(question: str, hits: list[Hit], target: str) -> list[dict[str, str]]:
-    """The served prompt (:func:`rag.generation.local.chat_messages`) plus the target turn."""
-    from rag.generation.local import chat_messages
+    """The served prompt (rag.prompt's :class:`~rag.prompt.Prompt` as chat messages, exactly
+    what the local generator sends) plus the target turn."""
+    from rag.prompt import build_prompt
 
-    return [*chat_messages(question, hits), {"role": "assistant", "content": target}]
+    return [*build_prompt(question, hits).chat_messages(), {"role": "assistant", "content": target}]
 
 
 def _renumber(chunks: list[Chunk], retriever: str) -> list[Hit]:
@@ -401,7 +358,10 @@ class ExampleBuilder:
         def make(blocks: list[Chunk]) -> SFTExample:
             hits = _renumber(blocks, self.retriever)
             return SFTExample(
-                f"{item.id}{suffix}", kind, messages_for(item.question, hits, ABSTAIN_TEXT)
+                f"{item.id}{suffix}",
+                kind,
+                item.question,
+                messages_for(item.question, hits, ABSTAIN_TEXT),
             )
 
         # An abstention needs no block in particular, but keep at least one: an empty
@@ -437,10 +397,11 @@ class ExampleBuilder:
                 next(n for n, c in enumerate(blocks, 1) if contains_quote(c.text, quote))
                 for quote in item.evidence
             ]
-            target = cited_answer(item.answer, item.evidence, where)
+            target = cited_answer(item.reference, item.evidence, where)
             return SFTExample(
                 item.id,
                 "answer",
+                item.question,
                 messages_for(item.question, _renumber(blocks, self.retriever), target),
             )
 
@@ -448,7 +409,7 @@ class ExampleBuilder:
 
 
 def write_examples(examples: Sequence[SFTExample], path: Path) -> None:
-    """Write examples as JSONL (``{"id", "kind", "messages"}`` per line)."""
+    """Write examples as JSONL (``{"id", "kind", "question", "messages"}`` per line)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with Path(path).open("w", encoding="utf-8") as handle:
         for example in examples:
@@ -473,8 +434,15 @@ def read_examples(path: Path) -> list[SFTExample]:
                     )
                 ):
                     raise ValueError("messages must end with an assistant turn")
+                question = row.get("question")
+                if not isinstance(question, str) or not question.strip():
+                    raise ValueError(
+                        "no 'question' field (written by an older mlrag: build the examples again)"
+                    )
                 examples.append(
-                    SFTExample(str(row.get("id", number)), row.get("kind", "answer"), messages)
+                    SFTExample(
+                        str(row.get("id", number)), row.get("kind", "answer"), question, messages
+                    )
                 )
             except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise InvalidInputError(f"{path}:{number}: not an SFT example: {exc}") from exc

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from finetune.dataset import QAItem, load_qa_items, normalize_for_match
+from finetune.dataset import load_qa_items
 from rag.config import PROJECT_ROOT
 from rag.errors import InvalidInputError
+from rag.qa import QAItem, normalize_for_match
 
 DEFAULT_GOLD = PROJECT_ROOT / "eval" / "gold" / "gold.jsonl"
 NEAR_DUPLICATE_JACCARD = 0.8

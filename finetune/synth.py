@@ -18,13 +18,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.dataset import QAItem, load_qa_items
+from finetune.dataset import load_qa_items
 from finetune.overlap import find_overlaps
 from rag.errors import (
     InvalidInputError,
     ModelUnavailableError,
     UpstreamUnavailableError,
 )
+from rag.qa import QAItem
 from rag.types import Chunk, content_hash
 
 if TYPE_CHECKING:
@@ -51,21 +52,9 @@ Reply with only a JSON object:
 
 def claude_client(settings: Settings) -> anthropic.Anthropic:
     """An Anthropic client from the settings; ModelUnavailableError without an API key."""
-    import anthropic
+    from rag.anthropic_client import anthropic_client
 
-    key = (
-        settings.anthropic_api_key.get_secret_value().strip() if settings.anthropic_api_key else ""
-    )
-    if not key:
-        raise ModelUnavailableError(
-            "`mlrag finetune synth` drafts with Claude: set ANTHROPIC_API_KEY (or MLRAG_ANTHROPIC_API_KEY)"
-        )
-    return anthropic.Anthropic(
-        api_key=key,
-        base_url=settings.anthropic_base_url,
-        timeout=settings.claude_timeout_s,
-        max_retries=settings.claude_max_retries,
-    )
+    return anthropic_client(settings, "`mlrag finetune synth` drafts with Claude")
 
 
 def passage_prompt(chunk: Chunk) -> str:

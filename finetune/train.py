@@ -237,11 +237,6 @@ def attach_lora(model: Any, config: TrainConfig) -> Any:
 # --- data -------------------------------------------------------------------------------
 
 
-def _question_of(example: SFTExample) -> str:
-    user = next((m["content"] for m in reversed(example.messages) if m["role"] == "user"), "")
-    return user.rsplit("\n\nQuestion: ", 1)[-1]
-
-
 def rag_search(settings: Settings) -> tuple[Callable[[str, int], list[Hit]], EvidenceIndex]:
     """The RAG's ``hybrid`` retriever as a ``search(question, n)`` plus an evidence index
     over every stored chunk (EmptyIndexError when nothing is ingested)."""
@@ -268,12 +263,11 @@ def build_training_examples(
     """SFT examples from ``data`` (Q&A items, or ready-made ``{"messages"}`` lines) after the
     format and overlap checks; returns them with build statistics."""
     if Path(data).is_file() and is_sft_file(data):
-        from finetune.dataset import QAItem, load_qa_items
+        from finetune.dataset import load_qa_items
+        from rag.qa import QAItem
 
         examples = read_examples(data)
-        questions = [
-            QAItem(id=e.id, question=_question_of(e) or "-", answerable=False) for e in examples
-        ]
+        questions = [QAItem(id=e.id, question=e.question, answerable=False) for e in examples]
         check_no_overlap(questions, load_qa_items(gold) if Path(gold).is_file() else [], str(data))
         return examples, {"prebuilt": len(examples)}
     items = check_file(data, gold)

@@ -170,3 +170,14 @@ def _build(
         failed=[{"source": f.source, "error": f.error} for f in failed],
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def update_baseline(
+    settings: Settings, embedder: Embedder | None, mirror: Path | None, progress: bool
+) -> list[str]:
+    """Bring the baseline collection up to date (the builder ``mlrag eval run`` is given);
+    returns the sources that failed."""
+    summary = build_baseline(
+        settings, mirror=mirror, store=baseline_store(settings, embedder), progress=progress
+    )
+    return list(summary.failed)

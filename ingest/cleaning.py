@@ -10,6 +10,7 @@ import unicodedata
 from collections.abc import Iterator
 
 from rag.errors import SourceError
+from rag.qa import normalize_for_match  # noqa: F401 - the one quote matcher, for loader checks
 
 # A fence line: up to 3 spaces of indent, then ``` or ~~~ (3 or more), then an info string.
 FENCE_RE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
@@ -23,7 +24,6 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 _INVISIBLE_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
-_MATCH_MARKUP_RE = re.compile(r"[*_`#>|\[\](){}]")
 _BLOCK_TAGS = {
     "div", "p", "table", "ul", "ol", "li", "pre", "section", "main", "article", "body",
     "header", "footer", "nav", "aside", "blockquote", "dl", "dt", "dd", "figure", "details",
@@ -229,11 +229,3 @@ def first_heading(text: str) -> str | None:
             if match:
                 return match.group(2).strip()
     return None
-
-
-def normalize_for_match(text: str) -> str:
-    """Normalise text for substring matching of evidence quotes against chunks: NFKC,
-    lowercase, markup characters removed, all whitespace collapsed to single spaces."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = _MATCH_MARKUP_RE.sub(" ", text)
-    return re.sub(r"\s+", " ", text).strip()

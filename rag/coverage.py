@@ -1,6 +1,6 @@
-"""Is the retrieved context about the question at all?
+"""Is the retrieved context about the question at all? The signals; rag.abstention decides.
 
-Two signals decide whether the pipeline answers or says "not covered":
+Two signals tell whether the pipeline answers or says "not covered":
 
 1. **Similarity.** Retrievers score on different scales (cosine, BM25, RRF, cross-encoder
    logits), so one scale serves all of them: the best cosine similarity between the query
@@ -17,7 +17,7 @@ Two signals decide whether the pipeline answers or says "not covered":
    vocabulary (MiniLM: 30k word pieces learnt from Wikipedia and books), or an inflection,
    British spelling, negation or two-word compound of one.
 
-The pipeline abstains when the similarity is below ``settings.abstain_threshold`` or a rare
+rag.abstention abstains when the similarity is below ``settings.abstain_threshold`` or a rare
 specific term is missing (``settings.abstain_term_max_df``); both were chosen on the gold dev
 split (``mlrag eval calibrate``).
 """
@@ -247,11 +247,6 @@ def best_similarity(query_vector: np.ndarray, hits: list[Hit], store: ChunkStore
     return float(np.max(sims))
 
 
-def is_relevant(similarity: float, threshold: float) -> bool:
-    """Whether the best similarity clears the abstention threshold."""
-    return similarity >= threshold
-
-
 def uncovered_specific_terms(
     question: str, hits: Sequence[Hit], corpus: CorpusTerms, vocabulary: frozenset[str]
 ) -> list[tuple[str, int]]:
@@ -276,7 +271,7 @@ def uncovered_specific_terms(
 
 
 @dataclass(frozen=True)
-class RelevanceSignal:
+class CoverageSignal:
     """What the abstention decision looks at: the best query-to-hit cosine similarity and
     the specific question terms the hits lack (with their corpus document frequencies)."""
 
@@ -287,27 +282,22 @@ class RelevanceSignal:
         """Uncovered specific terms found in at most ``max_df`` chunks of the corpus."""
         return [word for word, df in self.uncovered if df <= max_df]
 
-    def is_relevant(self, threshold: float, max_df: int) -> bool:
-        """Answer only when the similarity clears ``threshold`` and no rare specific term
-        is missing from the context (``max_df < 0`` turns the term check off)."""
-        return is_relevant(self.similarity, threshold) and not self.missing_terms(max_df)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (eval records, logs)."""
         return {"similarity": self.similarity, "uncovered": [list(u) for u in self.uncovered]}
 
 
-def relevance_signal(
+def coverage_signal(
     question: str,
     query_vector: np.ndarray,
     hits: list[Hit],
     store: ChunkStore,
     corpus: CorpusTerms,
     vocabulary: frozenset[str],
-) -> RelevanceSignal:
+) -> CoverageSignal:
     """Both relevance signals of ``hits`` for ``question`` (similarity -1.0 without hits)."""
     if not hits:
-        return RelevanceSignal(-1.0)
+        return CoverageSignal(-1.0)
     similarity = best_similarity(query_vector, hits, store)
     uncovered = uncovered_specific_terms(question, hits, corpus, vocabulary)
-    return RelevanceSignal(similarity, tuple(uncovered))
+    return CoverageSignal(similarity, tuple(uncovered))

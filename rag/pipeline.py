@@ -1,5 +1,9 @@
-"""The :class:`RAG` pipeline: validate → condense → retrieve → abstain if irrelevant →
-generate → citations → grounding. The API, the CLI and the evaluation all go through it.
+"""The :class:`RAG` pipeline. One short path, as named stages (see :meth:`RAG.ask`):
+
+    validate → condense → retrieve → decide (abstain?) → generate → cite → verify → decide
+
+Every front door (API, CLI, Slack, eval) builds a :class:`~rag.request.AskRequest` and
+answers through it; abstention is decided only in rag.abstention.
 """
 
 from __future__ import annotations
@@ -12,12 +16,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rag.abstention import (
+    ABSTAIN_TEXT,
+    AbstentionRule,
+    Decision,
+    decide_on_answer,
+    decide_on_retrieval,
+)
 from rag.citations import build_citations, clean_markers
+from rag.coverage import CoverageSignal
 from rag.errors import EmptyIndexError, GenerationError, InvalidInputError, MlragError
 from rag.grounding import assess
-from rag.prompt import ABSTAIN_TEXT, is_abstention
-from rag.relevance import RelevanceSignal
-from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent, Turn
+from rag.request import AskRequest, ValidRequest, check_question, validate
+from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -37,22 +48,14 @@ def _ms(seconds: float) -> float:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """A validated request with its retrieval done."""
+class Retrieval:
+    """What the condense and retrieve stages found for a request."""
 
-    question: str
-    query: str  # the standalone query that was searched
-    retriever: str
-    generator: str  # concrete generator name
-    adapter: str | None
-    history: list[Turn] | None
-    strict: bool
+    query: str  # the standalone query that was searched (and that the generator answers)
     hits: list[Hit]
-    relevant: bool
-    best_similarity: float
-    missing_terms: tuple[str, ...]  # rare specific question terms the hits lack
+    signal: CoverageSignal | None  # None without hits
     retrieve_ms: float
-    started: float
+    started: float  # perf_counter at the start of the request
 
 
 class RAG:
@@ -207,17 +210,11 @@ class RAG:
         ]
 
     # --- validation ----------------------------------------------------------------------
-    def _question(self, question: Any) -> str:
-        if not isinstance(question, str):
-            raise InvalidInputError("the question must be a string")
-        question = question.strip()
-        if not question:
-            raise InvalidInputError("the question is empty")
-        if len(question) > self.settings.max_question_chars:
-            raise InvalidInputError(
-                f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}"
-            )
-        return question
+    def validate(self, request: AskRequest | ValidRequest) -> ValidRequest:
+        """``request`` validated (the one place requests are checked; see rag.request)."""
+        if isinstance(request, ValidRequest):
+            return request
+        return validate(request, self.settings, self._check_adapter)
 
     def _check_adapter(self, adapter: str | None, generator: str) -> str | None:
         if adapter is None or adapter == "":
@@ -233,6 +230,11 @@ class RAG:
         if not self.is_ready():
             raise EmptyIndexError("the index is empty: run `mlrag ingest` first")
 
+    @property
+    def rule(self) -> AbstentionRule:
+        """The retrieval-level abstention rule of the settings."""
+        return AbstentionRule.from_settings(self.settings)
+
     # --- search --------------------------------------------------------------------------
     def search(
         self,
@@ -246,229 +248,200 @@ class RAG:
         from rag.retrieval.filters import normalize_filters
         from rag.retrieval.registry import check_retriever_name, validate_k
 
-        query = self._question(query)
+        query = check_question(query, self.settings.max_question_chars)
         name = check_retriever_name(retriever or self.settings.retriever)
         k = validate_k(k, self.settings)
         normalize_filters(filters)
         self._require_index()
         return self.retriever(name).search(query, k, filters)
 
-    # --- answering -----------------------------------------------------------------------
-    def _plan(
-        self,
-        question: str,
-        *,
-        k: int | None,
-        retriever: str | None,
-        generator: str | None,
-        adapter: str | None,
-        history: list[Turn] | None,
-        strict: bool,
-        filters: dict[str, Any] | None,
-    ) -> _Plan:
-        """Validate everything, then retrieve and judge relevance."""
-        from rag.generation.registry import resolve_generator_name
-        from rag.query_rewrite import condense_query
-        from rag.retrieval.filters import normalize_filters
-        from rag.retrieval.registry import check_retriever_name, validate_k
-
-        started = time.perf_counter()
-        question = self._question(question)
-        retriever_name = check_retriever_name(retriever or self.settings.retriever)
-        generator_name = resolve_generator_name(generator or self.settings.generator, self.settings)
-        k = validate_k(k, self.settings)
-        normalize_filters(filters)
-        adapter = self._check_adapter(adapter, generator_name)
-        self._require_index()
-
-        query = condense_query(question, history) if history else question
-        hits = self.retriever(retriever_name).search(query, k, filters)
-        signal = self.relevance(query, hits)
-        max_df = self.settings.abstain_term_max_df
-        relevant = bool(hits) and signal.is_relevant(self.settings.abstain_threshold, max_df)
-        return _Plan(
-            question=question,
-            query=query,
-            retriever=retriever_name,
-            generator=generator_name,
-            adapter=adapter,
-            history=history,
-            strict=strict,
-            hits=hits,
-            relevant=relevant,
-            best_similarity=signal.similarity,
-            missing_terms=tuple(signal.missing_terms(max_df)),
-            retrieve_ms=_ms(time.perf_counter() - started),
-            started=started,
-        )
-
-    def relevance(self, query: str, hits: list[Hit]) -> RelevanceSignal:
-        """The signals the abstention decision reads (see rag.relevance): the best query-to-hit
-        similarity and the specific query terms that no hit contains."""
-        from rag.relevance import corpus_terms, ordinary_words, relevance_signal
-
-        if not hits:
-            return RelevanceSignal(-1.0)
-        corpus = corpus_terms(self._context().lexical_index())
-        vector = self.embedder.embed_query(query)
-        vocabulary = ordinary_words(self.embedder)
-        return relevance_signal(query, vector, hits, self.store, corpus, vocabulary)
-
-    def _abstain(self, plan: _Plan, generate_ms: float = 0.0, **fields: Any) -> Answer:
-        """The 'not covered' answer: no citations, no sources."""
-        answer = Answer(
-            text=ABSTAIN_TEXT,
-            citations=[],
-            abstained=True,
-            generator=plan.generator,
-            retriever=plan.retriever,
-            adapter=plan.adapter,
-            question=plan.question,
-            **fields,
-        )
-        return self._timed(answer, plan, generate_ms)
-
-    def _timed(self, answer: Answer, plan: _Plan, generate_ms: float) -> Answer:
-        timings = {
-            "retrieve": plan.retrieve_ms,
-            "generate": generate_ms,
-            "total": _ms(time.perf_counter() - plan.started),
-        }
-        log.info(
-            "answer retriever=%s generator=%s k=%d abstained=%s best_sim=%.3f missing_terms=%s citations=%d timings=%s",
-            plan.retriever,
-            plan.generator,
-            len(plan.hits),
-            answer.abstained,
-            plan.best_similarity,
-            ",".join(plan.missing_terms) or "-",
-            len(answer.citations),
-            timings,
-        )
-        return dataclasses.replace(answer, timings_ms=timings)
-
-    def _finish(self, raw: Answer, plan: _Plan, generate_ms: float) -> Answer:
-        """Post-process a generator's answer: markers, grounding, strict mode, citations."""
-        if raw.abstained or is_abstention(raw.text):
-            return self._abstain(plan, generate_ms)
-        hits, cache = plan.hits, self.shared.sentences
-        text, removed = clean_markers(raw.text, len(hits))
-        grounding = assess(text, hits, self.embedder, self.settings.support_threshold, cache)
-        if plan.strict and grounding.unsupported:
-            text = grounding.strict_text
-            if not text:
-                return self._abstain(
-                    plan,
-                    generate_ms,
-                    unsupported=grounding.unsupported,
-                    removed_citations=removed,
-                    support=grounding.support,
-                )
-        answer = dataclasses.replace(
-            raw,
-            text=text.strip(),
-            citations=build_citations(text, hits, self.embedder, cache),
-            abstained=False,
-            generator=plan.generator,
-            retriever=plan.retriever,
-            adapter=plan.adapter,
-            question=plan.question,
-            unsupported=grounding.unsupported,
-            removed_citations=removed,
-            support=grounding.support,
-            hits=list(hits),
-        )
-        return self._timed(answer, plan, generate_ms)
-
-    def ask(
-        self,
-        question: str,
-        *,
-        k: int | None = None,
-        retriever: str | None = None,
-        generator: str | None = None,
-        adapter: str | None = None,
-        history: list[Turn] | None = None,
-        strict: bool = False,
-        filters: dict[str, Any] | None = None,
-    ) -> Answer:
+    # --- the answer path -----------------------------------------------------------------
+    def ask(self, request: AskRequest | ValidRequest | str, **options: Any) -> Answer:
         """A grounded, cited answer, or an abstention when the corpus does not cover it.
 
-        Raises InvalidInputError / UnknownNameError for bad input, EmptyIndexError before
-        anything is ingested, and GenerationError (or a subclass) when the generator fails.
+        ``request`` is an :class:`AskRequest` (or a question with its fields as keyword
+        options). Raises InvalidInputError / UnknownNameError for bad input, EmptyIndexError
+        before anything is ingested, and GenerationError (or a subclass) when the generator
+        fails.
         """
-        plan = self._plan(
-            question,
-            k=k,
-            retriever=retriever,
-            generator=generator,
-            adapter=adapter,
-            history=history,
-            strict=strict,
-            filters=filters,
-        )
-        if not plan.relevant:
-            return self._abstain(plan)
-        generator_obj = self.generator(plan.generator)
+        valid = self.validate(_as_request(request, options))
+        retrieval = self.retrieve(valid)
+        decision = decide_on_retrieval(retrieval.signal, self.rule, len(retrieval.hits))
+        if decision.abstain:
+            return self._abstained(valid, retrieval, decision)
         started = time.perf_counter()
         try:
-            raw = generator_obj.generate(plan.question, plan.hits, plan.history, plan.adapter)
+            raw = self.generator(valid.generator).generate(
+                retrieval.query, retrieval.hits, list(valid.history) or None, valid.adapter
+            )
         except MlragError:
             raise
         except Exception as exc:  # noqa: BLE001 - any generator bug is a failed generation
-            raise GenerationError(f"{plan.generator} generator failed: {exc}") from exc
-        return self._finish(raw, plan, _ms(time.perf_counter() - started))
+            raise GenerationError(f"{valid.generator} generator failed: {exc}") from exc
+        return self.finish(raw, valid, retrieval, _ms(time.perf_counter() - started))
 
     def stream(
-        self,
-        question: str,
-        *,
-        k: int | None = None,
-        retriever: str | None = None,
-        generator: str | None = None,
-        adapter: str | None = None,
-        history: list[Turn] | None = None,
-        strict: bool = False,
-        filters: dict[str, Any] | None = None,
+        self, request: AskRequest | ValidRequest | str, **options: Any
     ) -> Iterator[StreamEvent]:
         """Token events as the generator writes, then exactly one :class:`AnswerEvent` with the
         post-processed answer (whose text is authoritative: markers may be cleaned and, when
         ``strict``, sentences dropped). Validation errors raise before the first event; a
         generator failure mid-stream raises GenerationError and no answer event follows."""
-        plan = self._plan(
-            question,
-            k=k,
-            retriever=retriever,
-            generator=generator,
-            adapter=adapter,
-            history=history,
-            strict=strict,
-            filters=filters,
-        )
-        return self._stream(plan)
+        valid = self.validate(_as_request(request, options))
+        retrieval = self.retrieve(valid)
+        return self._stream(valid, retrieval)
 
-    def _stream(self, plan: _Plan) -> Iterator[StreamEvent]:
-        if not plan.relevant:
+    def condense(self, valid: ValidRequest) -> str:
+        """The standalone query a follow-up stands for (the question itself without history)."""
+        if not valid.history:
+            return valid.question
+        from rag.query_rewrite import condense_query
+
+        return condense_query(valid.question, list(valid.history))
+
+    def retrieve(self, valid: ValidRequest) -> Retrieval:
+        """Condense, search, and read the coverage signals of the hits."""
+        started = time.perf_counter()
+        self._require_index()
+        query = self.condense(valid)
+        hits = self.retriever(valid.retriever).search(query, valid.k, valid.filters)
+        signal = self.coverage(query, hits) if hits else None
+        return Retrieval(query, hits, signal, _ms(time.perf_counter() - started), started)
+
+    def coverage(self, query: str, hits: list[Hit]) -> CoverageSignal:
+        """The signals the abstention decision reads (see rag.coverage): the best query-to-hit
+        similarity and the specific query terms that no hit contains."""
+        from rag.coverage import corpus_terms, coverage_signal, ordinary_words
+
+        if not hits:
+            return CoverageSignal(-1.0)
+        corpus = corpus_terms(self._context().lexical_index())
+        vector = self.embedder.embed_query(query)
+        vocabulary = ordinary_words(self.embedder)
+        return coverage_signal(query, vector, hits, self.store, corpus, vocabulary)
+
+    def finish(
+        self, raw: Answer, valid: ValidRequest, retrieval: Retrieval, generate_ms: float
+    ) -> Answer:
+        """Cite and verify a generator's answer: invalid markers removed, each sentence's
+        support scored, strict mode applied, then the answer-level abstention decision."""
+        hits, cache = retrieval.hits, self.shared.sentences
+        text, removed = clean_markers(raw.text, len(hits))
+        grounding = assess(text, hits, self.embedder, self.settings.support_threshold, cache)
+        decision = decide_on_answer(
+            raw.text, raw.abstained, valid.strict, grounding.strict_text, grounding.unsupported
+        )
+        if decision.abstain:
+            fields: dict[str, Any] = {}
+            if decision.reason == "unsupported":
+                fields = {
+                    "unsupported": grounding.unsupported,
+                    "removed_citations": removed,
+                    "support": grounding.support,
+                }
+            return self._abstained(valid, retrieval, decision, generate_ms, **fields)
+        if valid.strict and grounding.unsupported:
+            text = grounding.strict_text
+        answer = dataclasses.replace(
+            raw,
+            text=text.strip(),
+            citations=build_citations(text, hits, self.embedder, cache),
+            abstained=False,
+            generator=valid.generator,
+            retriever=valid.retriever,
+            adapter=valid.adapter,
+            question=valid.question,
+            query=retrieval.query,
+            unsupported=grounding.unsupported,
+            removed_citations=removed,
+            support=grounding.support,
+            hits=list(hits),
+        )
+        return self._timed(answer, retrieval, decision, generate_ms)
+
+    def _abstained(
+        self,
+        valid: ValidRequest,
+        retrieval: Retrieval,
+        decision: Decision,
+        generate_ms: float = 0.0,
+        **fields: Any,
+    ) -> Answer:
+        """The 'not covered' answer: no citations, no sources."""
+        answer = Answer(
+            text=ABSTAIN_TEXT,
+            citations=[],
+            abstained=True,
+            generator=valid.generator,
+            retriever=valid.retriever,
+            adapter=valid.adapter,
+            question=valid.question,
+            query=retrieval.query,
+            **fields,
+        )
+        return self._timed(answer, retrieval, decision, generate_ms)
+
+    def _timed(
+        self, answer: Answer, retrieval: Retrieval, decision: Decision, generate_ms: float
+    ) -> Answer:
+        timings = {
+            "retrieve": retrieval.retrieve_ms,
+            "generate": generate_ms,
+            "total": _ms(time.perf_counter() - retrieval.started),
+        }
+        signal = retrieval.signal
+        missing = self.rule.missing_terms(signal) if signal is not None else ()
+        log.info(
+            "answer retriever=%s generator=%s k=%d abstained=%s reason=%s best_sim=%.3f missing_terms=%s citations=%d timings=%s",
+            answer.retriever,
+            answer.generator,
+            len(retrieval.hits),
+            answer.abstained,
+            decision.reason or "-",
+            signal.similarity if signal is not None else -1.0,
+            ",".join(missing) or "-",
+            len(answer.citations),
+            timings,
+        )
+        return dataclasses.replace(answer, timings_ms=timings)
+
+    def _stream(self, valid: ValidRequest, retrieval: Retrieval) -> Iterator[StreamEvent]:
+        decision = decide_on_retrieval(retrieval.signal, self.rule, len(retrieval.hits))
+        if decision.abstain:
             yield TokenEvent(ABSTAIN_TEXT)
-            yield AnswerEvent(self._abstain(plan))
+            yield AnswerEvent(self._abstained(valid, retrieval, decision))
             return
-        generator_obj = self.generator(plan.generator)
+        name = valid.generator
         started = time.perf_counter()
         raw: Answer | None = None
         try:
-            for event in generator_obj.stream(plan.question, plan.hits, plan.history, plan.adapter):
+            history = list(valid.history) or None
+            events = self.generator(name).stream(
+                retrieval.query, retrieval.hits, history, valid.adapter
+            )
+            for event in events:
                 if isinstance(event, AnswerEvent):
                     if raw is not None:
-                        raise GenerationError(f"{plan.generator} generator sent two answers")
+                        raise GenerationError(f"{name} generator sent two answers")
                     raw = event.answer
                 elif raw is None:
                     yield event
         except MlragError:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken stream is a failed generation
-            raise GenerationError(f"{plan.generator} generator failed mid-answer: {exc}") from exc
+            raise GenerationError(f"{name} generator failed mid-answer: {exc}") from exc
         if raw is None:
-            raise GenerationError(
-                f"{plan.generator} generator stopped without finishing its answer"
-            )
-        yield AnswerEvent(self._finish(raw, plan, _ms(time.perf_counter() - started)))
+            raise GenerationError(f"{name} generator stopped without finishing its answer")
+        yield AnswerEvent(self.finish(raw, valid, retrieval, _ms(time.perf_counter() - started)))
+
+
+def _as_request(
+    request: AskRequest | ValidRequest | str, options: dict[str, Any]
+) -> AskRequest | ValidRequest:
+    """``request`` itself, or an :class:`AskRequest` built from a question and its options."""
+    if isinstance(request, AskRequest | ValidRequest):
+        if options:
+            raise TypeError("pass either a request object or a question with options")
+        return request
+    history = options.pop("history", None) or ()
+    return AskRequest(request, history=tuple(history), **options)

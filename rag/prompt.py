@@ -8,10 +8,13 @@ question, history) goes into the messages.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from rag.types import Hit, Turn
+from rag.abstention import ABSTAIN_TEXT, is_abstention
+from rag.types import Chunk, Hit, Turn
 
-ABSTAIN_TEXT = "The corpus does not cover this."
+__all__ = ["ABSTAIN_TEXT", "is_abstention"]  # re-exported until every importer moves
 
 SYSTEM_PROMPT = f"""You answer machine-learning questions using only the numbered context blocks \
 inside <context> ... </context> in the user's message.
@@ -39,28 +42,104 @@ def _neutralise_delimiters(text: str) -> str:
     )
 
 
+def block_heading(chunk: Chunk) -> str:
+    """A context block's heading: ``Title — Section path`` (or the source when untitled)."""
+    return " — ".join(p for p in (chunk.title, chunk.section) if p) or chunk.source or chunk.doc_id
+
+
+@dataclass(frozen=True)
+class ContextBlock:
+    """One numbered block of retrieved context, as every renderer shows it."""
+
+    n: int
+    heading: str
+    source: str  # what the block is cited as: its URL, else its source path, else its doc id
+    url: str
+    text: str
+
+    @classmethod
+    def from_hit(cls, n: int, hit: Hit) -> ContextBlock:
+        """Block ``n`` (1-based) for ``hit``."""
+        chunk = hit.chunk
+        return cls(
+            n=n,
+            heading=block_heading(chunk),
+            source=chunk.url or chunk.source or chunk.doc_id,
+            url=chunk.url,
+            text=chunk.text.strip(),
+        )
+
+    def render(self) -> str:
+        """``[n] heading``, the URL line when there is one, then the text (delimiters of the
+        context neutralised, so a chunk cannot close the context early)."""
+        lines = [f"[{self.n}] {self.heading}"]
+        if self.url:
+            lines.append(f"URL: {self.url}")
+        lines.append(_neutralise_delimiters(self.text))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The one prompt, as data: system rules, history, numbered context blocks, question.
+
+    Renderers: :meth:`chat_messages` (local models, inference servers, fine-tuning examples)
+    and rag.generation.claude's request (search-result blocks + :meth:`question_text`). Nothing
+    is ever parsed back out of a rendered prompt.
+    """
+
+    question: str
+    blocks: tuple[ContextBlock, ...] = ()
+    history: tuple[Turn, ...] = ()
+    system: str = SYSTEM_PROMPT
+
+    def context_text(self) -> str:
+        """All blocks inside the context delimiters."""
+        body = "\n\n".join(block.render() for block in self.blocks)
+        return f"{CONTEXT_OPEN}\n{body}\n{CONTEXT_CLOSE}"
+
+    def question_text(self) -> str:
+        """The question as the user turn ends with it."""
+        return f"Question: {self.question.strip()}"
+
+    def user_message(self) -> str:
+        """The user turn: the context, then the question."""
+        return f"{self.context_text()}\n\n{self.question_text()}"
+
+    def history_messages(self) -> list[dict[str, str]]:
+        """The earlier turns as chat messages."""
+        return [{"role": turn.role, "content": turn.content} for turn in self.history]
+
+    def messages(self) -> list[dict[str, str]]:
+        """The history, then the user turn (no system message)."""
+        return [*self.history_messages(), {"role": "user", "content": self.user_message()}]
+
+    def chat_messages(self) -> list[dict[str, str]]:
+        """The system message, the history, then the user turn."""
+        return [{"role": "system", "content": self.system}, *self.messages()]
+
+
+def build_prompt(
+    question: str, hits: Sequence[Hit], history: Sequence[Turn] | None = None
+) -> Prompt:
+    """The prompt for ``question`` over ``hits`` (numbered 1.. in rank order)."""
+    blocks = tuple(ContextBlock.from_hit(n, hit) for n, hit in enumerate(hits, start=1))
+    return Prompt(question=question, blocks=blocks, history=tuple(history or ()))
+
+
 def format_block(n: int, hit: Hit) -> str:
-    """One numbered context block: ``[n] Title — Section path``, the URL, then the text."""
-    chunk = hit.chunk
-    heading = (
-        " — ".join(p for p in (chunk.title, chunk.section) if p) or chunk.source or chunk.doc_id
-    )
-    lines = [f"[{n}] {heading}"]
-    if chunk.url:
-        lines.append(f"URL: {chunk.url}")
-    lines.append(_neutralise_delimiters(chunk.text.strip()))
-    return "\n".join(lines)
+    """One numbered context block (see :meth:`ContextBlock.render`)."""
+    return ContextBlock.from_hit(n, hit).render()
 
 
 def format_context(hits: list[Hit]) -> str:
     """All hits as numbered blocks (1-based, in rank order) inside the context delimiters."""
-    blocks = "\n\n".join(format_block(i, hit) for i, hit in enumerate(hits, start=1))
-    return f"{CONTEXT_OPEN}\n{blocks}\n{CONTEXT_CLOSE}"
+    return build_prompt("", hits).context_text()
 
 
 def build_user_message(question: str, hits: list[Hit]) -> str:
     """The user turn: the context, then the question."""
-    return f"{format_context(hits)}\n\nQuestion: {question.strip()}"
+    return build_prompt(question, hits).user_message()
 
 
 def build_messages(
@@ -71,32 +150,4 @@ def build_messages(
     The system prompt is not included: pass :data:`SYSTEM_PROMPT` separately (Claude's
     ``system`` parameter; local models prepend it as a system message).
     """
-    messages = [{"role": turn.role, "content": turn.content} for turn in history or []]
-    messages.append({"role": "user", "content": build_user_message(question, hits)})
-    return messages
-
-
-# Ways models phrase "not in the context" (lower-case, after whitespace normalisation).
-_ABSTAIN_PATTERNS = re.compile(
-    r"(the )?(corpus|context|provided (context|documents?|sources?)|documents?|sources?)"
-    r" (does|do|did) not (cover|contain|include|mention|provide|say|answer|address)"
-    r"|not covered (in|by)|is not covered|isn't covered|no (relevant )?information (about|on|in)"
-    r"|(cannot|can't|can not|unable to) (answer|find)|i (do not|don't) know"
-    r"|^not covered|there is no information"
-)
-
-
-def is_abstention(text: str) -> bool:
-    """Whether ``text`` is (essentially) the abstention sentence or a close variant."""
-    normalised = " ".join(text.lower().replace("’", "'").split())
-    if not normalised:
-        return True
-    if normalised.rstrip(".") == ABSTAIN_TEXT.lower().rstrip("."):
-        return True
-    # Only a short reply counts: a long answer that mentions a gap still answers something.
-    head = normalised[:300]
-    return (
-        len(normalised) <= 300
-        and bool(_ABSTAIN_PATTERNS.search(head))
-        or normalised.startswith(ABSTAIN_TEXT.lower().rstrip("."))
-    )
+    return build_prompt(question, hits, history).messages()

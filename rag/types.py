@@ -138,6 +138,7 @@ class Answer:
     adapter: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)  # retrieve, generate, total
     question: str = ""
+    query: str = ""  # the standalone query retrieval and the generator saw (condensed follow-up)
     unsupported: list[str] = field(default_factory=list)  # answer sentences without support
     removed_citations: int = 0  # [n] markers that pointed at nothing and were removed
     support: list[float] = field(default_factory=list)  # support score per answer sentence

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from eval.judges.base import JudgePair
-from rag.errors import GenerationError, ModelUnavailableError, UpstreamUnavailableError
+from rag.errors import GenerationError, UpstreamUnavailableError
 
 if TYPE_CHECKING:
     import anthropic
@@ -77,21 +77,9 @@ class ClaudeJudge:
     def from_settings(cls, settings: Settings, client: Any | None = None) -> ClaudeJudge:
         """A judge using ``client`` or one built from the settings' key and base URL."""
         if client is None:
-            import anthropic
+            from rag.anthropic_client import anthropic_client
 
-            key = (
-                settings.anthropic_api_key.get_secret_value().strip()
-                if settings.anthropic_api_key
-                else ""
-            )
-            if not key:
-                raise ModelUnavailableError("set ANTHROPIC_API_KEY to use the 'claude' judge")
-            client = anthropic.Anthropic(
-                api_key=key,
-                base_url=settings.anthropic_base_url,
-                timeout=settings.claude_timeout_s,
-                max_retries=settings.claude_max_retries,
-            )
+            client = anthropic_client(settings, "the 'claude' judge needs Claude")
         return cls(client, settings.claude_model)
 
     def _judge_one(self, sentence: str, passages: Sequence[str]) -> float:

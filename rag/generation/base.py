@@ -15,13 +15,21 @@ class Generator(Protocol):
     name: str
 
     def generate(
-        self, question: str, hits: list[Hit], history: list[Turn] | None = None, adapter: str | None = None
+        self,
+        question: str,
+        hits: list[Hit],
+        history: list[Turn] | None = None,
+        adapter: str | None = None,
     ) -> Answer:
         """A complete answer (citations not yet post-processed by the pipeline)."""
         ...
 
     def stream(
-        self, question: str, hits: list[Hit], history: list[Turn] | None = None, adapter: str | None = None
+        self,
+        question: str,
+        hits: list[Hit],
+        history: list[Turn] | None = None,
+        adapter: str | None = None,
     ) -> Iterator[StreamEvent]:
         """Token events, then exactly one final answer event; raises on failure mid-answer."""
         ...

@@ -35,6 +35,7 @@ from typing import Any
 import anthropic
 import httpx2  # the SDK's HTTP library (an httpx fork); mid-stream read errors surface raw
 
+from rag.abstention import is_decline
 from rag.citations import MARKER, parse_numbers
 from rag.config import Settings
 from rag.errors import (
@@ -43,13 +44,7 @@ from rag.errors import (
     ModelUnavailableError,
     UpstreamUnavailableError,
 )
-from rag.prompt import (
-    CONTEXT_CLOSE,
-    SYSTEM_PROMPT,
-    build_messages,
-    build_user_message,
-    is_abstention,
-)
+from rag.prompt import ContextBlock, build_prompt
 from rag.types import Answer, AnswerEvent, Citation, Hit, StreamEvent, TokenEvent, Turn
 
 log = logging.getLogger(__name__)
@@ -60,23 +55,15 @@ _COMPLETE_STOP_REASONS = frozenset({"end_turn", "stop_sequence"})
 _TRANSIENT_ERROR_TYPES = frozenset({"overloaded_error", "rate_limit_error", "api_error"})
 
 
-def search_result_block(hit: Hit) -> dict[str, Any]:
-    """One retrieved chunk as a ``search_result`` content block with citations enabled."""
-    chunk = hit.chunk
-    title = " — ".join(p for p in (chunk.title, chunk.section) if p) or chunk.source or chunk.doc_id
+def search_result_block(block: ContextBlock) -> dict[str, Any]:
+    """One context block as a ``search_result`` content block with citations enabled."""
     return {
         "type": "search_result",
-        "source": chunk.url or chunk.source or chunk.doc_id,
-        "title": title,
-        "content": [{"type": "text", "text": chunk.text}],
+        "source": block.source,
+        "title": block.heading,
+        "content": [{"type": "text", "text": block.text}],
         "citations": {"enabled": True},
     }
-
-
-def _question_text(question: str) -> str:
-    """The question part of the shared prompt's user turn (what follows the context)."""
-    tail = build_user_message(question, []).partition(CONTEXT_CLOSE)[2].strip()
-    return tail or question.strip()
 
 
 def build_request(
@@ -87,23 +74,25 @@ def build_request(
     model: str,
     max_tokens: int,
 ) -> dict[str, Any]:
-    """The keyword arguments of ``messages.create`` / ``messages.stream`` for one question.
+    """The keyword arguments of ``messages.create`` / ``messages.stream`` for one question:
+    the shared :class:`~rag.prompt.Prompt` rendered for Claude.
 
     The system prompt is one text block marked for prompt caching; the user turn holds one
-    ``search_result`` block per hit with text (in rank order), then the question. Without hits the shared prompt's text turn (an empty context) is sent, so
-    Claude abstains as the system prompt instructs."""
-    messages: list[dict[str, Any]] = list(build_messages(question, [], history)[:-1])
-    usable = [hit for hit in hits if hit.chunk.text.strip()]
-    if usable:
-        content: list[dict[str, Any]] = [search_result_block(hit) for hit in usable]
-        content.append({"type": "text", "text": _question_text(question)})
+    ``search_result`` block per hit with text (in rank order), then the question. Without hits
+    the prompt's text turn (an empty context) is sent, so Claude abstains as the system prompt
+    instructs."""
+    prompt = build_prompt(question, [hit for hit in hits if hit.chunk.text.strip()], history)
+    messages: list[dict[str, Any]] = list(prompt.history_messages())
+    if prompt.blocks:
+        content: list[dict[str, Any]] = [search_result_block(b) for b in prompt.blocks]
+        content.append({"type": "text", "text": prompt.question_text()})
         messages.append({"role": "user", "content": content})
     else:
-        messages.append({"role": "user", "content": build_user_message(question, [])})
+        messages.append({"role": "user", "content": prompt.user_message()})
     return {
         "model": model,
         "max_tokens": max_tokens,
-        "system": [{"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}],
+        "system": [{"type": "text", "text": prompt.system, "cache_control": {"type": "ephemeral"}}],
         "messages": messages,
     }
 
@@ -203,21 +192,9 @@ class ClaudeGenerator:
         self.model = settings.claude_model
         self.max_tokens = settings.claude_max_tokens
         if client is None:
-            key = (
-                settings.anthropic_api_key.get_secret_value().strip()
-                if settings.anthropic_api_key
-                else ""
-            )
-            if not key:
-                raise ModelUnavailableError(
-                    "set ANTHROPIC_API_KEY (or MLRAG_ANTHROPIC_API_KEY) to use the 'claude' generator"
-                )
-            client = anthropic.Anthropic(
-                api_key=key,
-                base_url=settings.anthropic_base_url,
-                timeout=settings.claude_timeout_s,
-                max_retries=settings.claude_max_retries,
-            )
+            from rag.anthropic_client import anthropic_client
+
+            client = anthropic_client(settings, "the 'claude' generator needs Claude")
         self.client = client
 
     # --- public API ----------------------------------------------------------------------
@@ -306,7 +283,7 @@ class ClaudeGenerator:
             plain.append(block.text)
             marked.append(_with_markers(block.text, mapper.suffix(block.text, block.citations)))
         raw = "".join(plain)
-        abstained = is_abstention(raw)
+        abstained = is_decline(raw)
         return Answer(
             text=raw.strip() if abstained else "".join(marked).strip(),
             citations=[] if abstained else [mapper.citations[n] for n in sorted(mapper.citations)],

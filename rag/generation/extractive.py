@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.prompt import ABSTAIN_TEXT
+from rag.abstention import ABSTAIN_TEXT
 from rag.sentences import (
     STOPWORDS,
     Sentence,
@@ -304,13 +304,6 @@ class ExtractiveGenerator:
             topic for topic, boost in settings.source_boost.items() if boost > 1
         )
 
-    def _query(self, question: str, history: list[Turn] | None) -> str:
-        if not history:
-            return question
-        from rag.query_rewrite import condense_query
-
-        return condense_query(question, history)
-
     def _pool(
         self, query_stems: frozenset[str], hits: list[Hit], allow_code: bool
     ) -> list[tuple[float, float, int, Sentence]]:
@@ -361,10 +354,10 @@ class ExtractiveGenerator:
     def compose(
         self, question: str, hits: list[Hit], history: list[Turn] | None = None
     ) -> list[str]:
-        """The answer's pieces: each a verbatim context sentence followed by ``[n]``."""
-        query = self._query(question, history)
+        """The answer's pieces: each a verbatim context sentence followed by ``[n]``.
+        ``question`` is the standalone (condensed) query; ``history`` is not needed."""
         chosen = select_sentences(
-            self._candidates(query, hits),
+            self._candidates(question, hits),
             self.max_sentences,
             self.diversity,
             self.min_relevance,

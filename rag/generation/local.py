@@ -1,5 +1,10 @@
-"""The ``local`` generator: a causal LM on this machine (SmolLM2 from the packaged GGUF by
-default, in 4-bit nf4), with an optional LoRA adapter per request.
+"""The ``local`` generator: a causal LM on this machine, with an optional LoRA adapter per
+request, on one of two runtimes (``settings.local_runtime``):
+
+* llama.cpp (:mod:`rag.llamacpp`) for GGUF models — the default for ``local_model=auto``
+  (Qwen2.5-Coder-1.5B when installed, else SmolLM2's packaged GGUF). Greedy, ``max_tokens``
+  limited, GGUF LoRA adapters per request.
+* transformers for Hugging Face models (4-bit nf4 by default, PEFT adapters), described below.
 
 Decoding is greedy with a mild repetition penalty (small models otherwise loop) and stops on
 the end-of-turn token. Streaming runs ``generate`` in a worker thread feeding a
@@ -14,13 +19,15 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rag.errors import GenerationError
-from rag.local_models import LocalModelManager
-from rag.prompt import ABSTAIN_TEXT, SYSTEM_PROMPT, build_messages, is_abstention
+from rag.abstention import ABSTAIN_TEXT, is_decline
+from rag.errors import GenerationError, ModelUnavailableError
+from rag.local_models import LocalModelManager, local_gguf_file, uses_llamacpp
+from rag.prompt import build_prompt
 from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent, Turn
 
 if TYPE_CHECKING:
     from rag.config import Settings
+    from rag.llamacpp import LlamaCppModel
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +61,12 @@ class CancelledCriteria:
 def chat_messages(
     question: str, hits: list[Hit], history: list[Turn] | None = None
 ) -> list[dict[str, str]]:
-    """The messages a local model sees: the system prompt first, then rag.prompt's messages."""
-    return [{"role": "system", "content": SYSTEM_PROMPT}, *build_messages(question, hits, history)]
+    """The messages a local model sees: the system prompt first, then rag.prompt's messages.
+
+    The system prompt comes first and is byte-identical in every request, so llama.cpp reuses
+    its KV cache (the common prompt prefix) instead of prefilling it again each time.
+    """
+    return build_prompt(question, hits, history).chat_messages()
 
 
 def end_of_turn_ids(tokenizer: Any, model: Any) -> list[int]:
@@ -83,6 +94,45 @@ class LocalGenerator:
     def __init__(self, settings: Settings, manager: LocalModelManager | None = None) -> None:
         self.settings = settings
         self.manager = manager or LocalModelManager(settings)
+        # Decided once: a GGUF model runs on llama.cpp unless local_runtime says transformers.
+        self.runtime = "llamacpp" if uses_llamacpp(settings) else "transformers"
+        self._llama: LlamaCppModel | None = None
+
+    @property
+    def llama(self) -> LlamaCppModel:
+        """The process-wide llama.cpp model for the configured GGUF (llama.cpp runtime only)."""
+        if self._llama is None:
+            from rag.llamacpp import shared_model
+
+            path = local_gguf_file(self.settings.local_model, self.settings)
+            assert path is not None  # uses_llamacpp() said it is a GGUF
+            self._llama = shared_model(path, self.settings)
+        return self._llama
+
+    def _llama_adapter(self, adapter: str | None) -> Any:
+        """The GGUF file of ``adapter`` (None for the base model); a PEFT-only adapter cannot
+        run on llama.cpp, and the error says how to fix that."""
+        if adapter is None:
+            return None
+        gguf = self.manager.registry.gguf(adapter)  # UnknownNameError when absent
+        if gguf is None:
+            raise ModelUnavailableError(
+                f"adapter {adapter!r} is a PEFT adapter (safetensors), which the llama.cpp runtime "
+                "cannot serve: set local_runtime=transformers, or convert it to GGUF with "
+                "llama.cpp's convert_lora_to_gguf.py into "
+                f"{self.manager.registry.root / adapter / 'adapter.gguf'}"
+            )
+        return gguf
+
+    @staticmethod
+    def _llama_timings(timings: dict[str, Any], total_ms: float) -> dict[str, float]:
+        """Answer timings from llama.cpp's accounting (prefill / decode in ms)."""
+        out = {"generate": total_ms}
+        if "prompt_ms" in timings:
+            out["prefill"] = float(timings["prompt_ms"])
+        if "predicted_ms" in timings:
+            out["decode"] = float(timings["predicted_ms"])
+        return out
 
     # --- shared steps --------------------------------------------------------------------
     def encode_prompt(
@@ -126,7 +176,7 @@ class LocalGenerator:
         return Answer(
             text=text,
             citations=[],  # the pipeline turns [n] markers into citations
-            abstained=is_abstention(text),
+            abstained=is_decline(text),
             generator=self.name,
             retriever=hits[0].retriever if hits else "",
             adapter=adapter,
@@ -150,6 +200,8 @@ class LocalGenerator:
         """A complete answer; raises CapacityError when the model's queue is full."""
         if not hits:
             return self._no_context(question, adapter)
+        if self.runtime == "llamacpp":
+            return self._generate_llama(question, hits, history, adapter)
         started = time.perf_counter()
         with self.manager.acquire(adapter) as model:
             inputs = self.encode_prompt(question, hits, history)
@@ -179,6 +231,9 @@ class LocalGenerator:
             answer = self._no_context(question, adapter)
             yield TokenEvent(answer.text)
             yield AnswerEvent(answer)
+            return
+        if self.runtime == "llamacpp":
+            yield from self._stream_llama(question, hits, history, adapter)
             return
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
@@ -225,3 +280,44 @@ class LocalGenerator:
             raise GenerationError(f"local generation failed: {failures[0]}") from failures[0]
         timings["generate"] = (time.perf_counter() - started) * 1000
         yield AnswerEvent(self._answer(question, hits, "".join(parts).strip(), adapter, timings))
+
+    # --- llama.cpp runtime ---------------------------------------------------------------
+    def _generate_llama(
+        self, question: str, hits: list[Hit], history: list[Turn] | None, adapter: str | None
+    ) -> Answer:
+        lora = self._llama_adapter(adapter)
+        started = time.perf_counter()
+        result = self.llama.complete(
+            chat_messages(question, hits, history), self.settings.local_max_new_tokens, lora
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        timings = self._llama_timings(result.timings, elapsed)
+        return self._answer(question, hits, result.text.strip(), adapter, timings)
+
+    def _stream_llama(
+        self, question: str, hits: list[Hit], history: list[Turn] | None, adapter: str | None
+    ) -> Iterator[StreamEvent]:
+        lora = self._llama_adapter(adapter)
+        started = time.perf_counter()
+        stream = self.llama.stream(
+            chat_messages(question, hits, history), self.settings.local_max_new_tokens, lora
+        )
+        parts: list[str] = []
+        try:
+            for piece in stream:
+                # The answer is stripped at the end; hold back leading whitespace so the
+                # streamed text and the final answer agree.
+                if not parts and not piece.strip():
+                    continue
+                parts.append(piece)
+                yield TokenEvent(piece.lstrip() if len(parts) == 1 else piece)
+        finally:
+            stream.close()  # consumer gone: cancels the generation
+        result = stream.result
+        timings = self._llama_timings(
+            result.timings if result else {}, (time.perf_counter() - started) * 1000
+        )
+        if result is not None and result.first_token_ms is not None:
+            timings["first_token"] = result.first_token_ms
+        text = result.text.strip() if result else "".join(parts).strip()
+        yield AnswerEvent(self._answer(question, hits, text, adapter, timings))

@@ -59,15 +59,23 @@ def check_generator_name(name: str) -> str:
 
 def resolve_generator_name(name: str, settings: Settings) -> str:
     """The concrete generator ``name`` stands for: ``auto`` is ``claude`` when an Anthropic
-    key is set, else ``settings.offline_generator``."""
+    key is set, else ``settings.offline_generator`` (whose own ``auto`` is ``local`` when the capable
+    Qwen2.5-Coder-1.5B GGUF is installed, else ``extractive``)."""
     check_generator_name(name)
     if name != "auto":
         return name
     if settings.anthropic_api_key is not None and settings.anthropic_api_key.get_secret_value():
         return "claude"
     offline = settings.offline_generator
-    if offline not in ("extractive", "local"):
-        raise ConfigError(f"offline_generator must be 'extractive' or 'local', got {offline!r}")
+    if offline not in ("auto", "extractive", "local"):
+        raise ConfigError(
+            f"offline_generator must be 'auto', 'extractive' or 'local', got {offline!r}"
+        )
+    if offline == "auto":
+        from rag.model_files import QWEN_CODER_1_5B, installed_model
+
+        installed = installed_model(QWEN_CODER_1_5B, settings.models_dir) is not None
+        return "local" if installed else "extractive"
     return offline
 
 

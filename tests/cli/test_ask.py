@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from rag.ask_cli import run_ask
-from rag.cli import build_parser, main
+from rag.abstention import ABSTAIN_TEXT
+from cli.ask import run_ask
+from cli.main import build_parser, main
 from rag.pipeline import RAG
-from rag.prompt import ABSTAIN_TEXT
 from rag.store import ChunkStore
 from tests.rag.answering_corpus import answering_settings, build_store, make_answer_store, make_rag
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from finetune.dataset import ExampleBuilder, QAItem, write_examples
-from rag.cli import main
+from finetune.dataset import ExampleBuilder, write_examples
+from cli.main import main
+from rag.qa import QAItem
 from tests.finetune.conftest import GOLD, ITEMS, write_jsonl
 
 

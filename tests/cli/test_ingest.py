@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.cli import main
+from cli.main import main
 from tests.ingest.test_pipeline import write_corpus
 
 SUMMARY_KEYS = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import rag.cli
+import cli.main
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.retrieval.registry import RETRIEVER_NAMES
@@ -23,7 +23,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder) -> Path:
     monkeypatch.setenv("MLRAG_DATA_DIR", str(data))
     monkeypatch.setenv("MLRAG_TORCH_THREADS", "1")
     # Only our subcommand: others' modules may not exist yet while the project is built.
-    monkeypatch.setattr(rag.cli, "COMMAND_MODULES", ("rag.search_cli",))
+    monkeypatch.setattr(cli.main, "COMMAND_MODULES", ("cli.search",))
     monkeypatch.setattr(Embedder, "from_settings", classmethod(lambda cls, settings: embedder))
     return data
 
@@ -36,7 +36,7 @@ def filled_data_dir(data_dir: Path, embedder) -> Path:
 
 
 def test_json_output(filled_data_dir: Path, capsys) -> None:
-    code = rag.cli.main(
+    code = cli.main.main(
         ["search", "np.linalg.eig eigenvalues", "--retriever", "hybrid", "--k", "3", "--json"]
     )
     assert code == 0
@@ -59,7 +59,7 @@ def test_json_output(filled_data_dir: Path, capsys) -> None:
 
 
 def test_topic_filter(filled_data_dir: Path, capsys) -> None:
-    code = rag.cli.main(
+    code = cli.main.main(
         ["search", "matrix data", "--topic", "numpy", "--topic", "pytorch", "--k", "10", "--json"]
     )
     assert code == 0
@@ -69,7 +69,7 @@ def test_topic_filter(filled_data_dir: Path, capsys) -> None:
 
 def test_human_output(filled_data_dir: Path, capsys) -> None:
     assert (
-        rag.cli.main(
+        cli.main.main(
             ["search", "fit_transform leaking statistics", "--retriever", "bm25", "--k", "2"]
         )
         == 0
@@ -85,7 +85,7 @@ def test_stdin_batch_writes_one_json_line_per_query(
     filled_data_dir: Path, capsys, monkeypatch
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("PR-AUC fraud\n\nGradScaler float16\n"))
-    assert rag.cli.main(["search", "-", "--k", "2", "--retriever", "dense"]) == 0
+    assert cli.main.main(["search", "-", "--k", "2", "--retriever", "dense"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
     records = [json.loads(line) for line in lines]
@@ -95,19 +95,19 @@ def test_stdin_batch_writes_one_json_line_per_query(
 
 
 def test_unknown_retriever_exits_2_listing_names(data_dir: Path, capsys) -> None:
-    assert rag.cli.main(["search", "anything", "--retriever", "sparse"]) == 2
+    assert cli.main.main(["search", "anything", "--retriever", "sparse"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert all(name in err for name in RETRIEVER_NAMES)
 
 
 def test_bad_k_exits_2(data_dir: Path, capsys) -> None:
-    assert rag.cli.main(["search", "anything", "--k", "0"]) == 2
+    assert cli.main.main(["search", "anything", "--k", "0"]) == 2
     assert "k must be" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("retriever", ["dense", "hybrid"])
 def test_empty_index_exits_1_with_one_line(data_dir: Path, capsys, retriever: str) -> None:
-    assert rag.cli.main(["search", "anything", "--retriever", retriever]) == 1
+    assert cli.main.main(["search", "anything", "--retriever", retriever]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "ingest" in err

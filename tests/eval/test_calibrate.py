@@ -6,8 +6,8 @@ from pathlib import Path
 
 from eval.calibrate import abstention_rates, choose_rule, choose_threshold, run_calibration
 from rag.config import Settings
+from rag.coverage import CoverageSignal
 from rag.pipeline import RAG
-from rag.relevance import RelevanceSignal
 from tests.eval.tiny_corpus import GOLD, build_tiny_store, write_gold
 
 DEV = {"page-001", "numpy-001", "unans-001"}
@@ -27,11 +27,11 @@ def test_choose_threshold_hand_case() -> None:
 
 def test_choose_rule_uses_the_term_check_where_similarity_cannot_separate() -> None:
     signals = [
-        RelevanceSignal(0.6),
-        RelevanceSignal(0.5, (("pandas", 40),)),  # a frequent term: no reason to abstain
-        RelevanceSignal(0.45),
-        RelevanceSignal(0.7, (("deepspeed", 0),)),  # near-miss: similar context, unknown name
-        RelevanceSignal(0.2),  # off-topic
+        CoverageSignal(0.6),
+        CoverageSignal(0.5, (("pandas", 40),)),  # a frequent term: no reason to abstain
+        CoverageSignal(0.45),
+        CoverageSignal(0.7, (("deepspeed", 0),)),  # near-miss: similar context, unknown name
+        CoverageSignal(0.2),  # off-topic
     ]
     answerable = [True, True, True, False, False]
     sims = [s.similarity for s in signals]

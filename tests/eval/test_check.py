@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from eval.check import SourceResolver, check_gold_files
+from eval.check import check_gold_files
 from eval.gold import load_gold, select_split
 from eval.relevance import contains_quote, normalize
-from rag.cli import main
+from ingest.source_texts import SourceResolver
+from cli.main import main
 from rag.errors import InvalidInputError
 
 URL = "https://example.org/docs/guide.html"

@@ -103,6 +103,6 @@ def test_hard_set_has_the_issue_counts_and_splits() -> None:
 
 
 def test_cli_default_gold_reads_both_project_files() -> None:
-    from eval.cli import default_gold_files
+    from cli.eval import default_gold_files
 
     assert [p.name for p in default_gold_files()] == ["gold.jsonl", "hard.jsonl"]

@@ -129,7 +129,7 @@ def test_url_mode_matches_in_process(tiny_rag: RAG, tmp_path: Path) -> None:
 def test_cli_run_retrieval_only(
     tiny_rag: RAG, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from rag.cli import main
+    from cli.main import main
 
     monkeypatch.setenv("MLRAG_TORCH_THREADS", "1")
     gold = write_gold(tmp_path / "gold.jsonl")

@@ -23,9 +23,9 @@ from finetune.dataset import (
     tokenize_example,
     write_examples,
 )
+from rag.abstention import ABSTAIN_TEXT
 from rag.errors import InvalidInputError
 from rag.generation.local import chat_messages
-from rag.prompt import ABSTAIN_TEXT
 from rag.types import Chunk, Hit
 from tests.finetune.conftest import ITEMS, word_overlap_search, write_jsonl
 from tests.rag.tiny_models import build_tiny_tokenizer
@@ -217,6 +217,14 @@ def test_examples_round_trip_through_jsonl(tmp_path: Path, search, evidence_inde
     )
     with pytest.raises(InvalidInputError, match="broken.jsonl:1"):
         read_examples(tmp_path / "broken.jsonl")
+    # Examples store their question; an old file without it is refused, never parsed apart.
+    old_format = {"id": "x", "messages": [*examples[0].messages]}
+    (tmp_path / "old.jsonl").write_text(json.dumps(old_format) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="old.jsonl:1: .*no 'question' field"):
+        read_examples(tmp_path / "old.jsonl")
+    assert all(
+        e.question == next(i.question for i in items() if e.id.startswith(i.id)) for e in examples
+    )
 
 
 def test_evidence_index_prefers_the_item_source() -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from finetune.dataset import QAItem
 from finetune.overlap import (
     DEFAULT_GOLD,
     check_file,
@@ -16,6 +15,7 @@ from finetune.overlap import (
     token_jaccard,
 )
 from rag.errors import InvalidInputError
+from rag.qa import QAItem
 from tests.finetune.conftest import GOLD, ITEMS, write_jsonl
 
 

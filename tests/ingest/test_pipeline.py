@@ -403,7 +403,7 @@ def test_sigkill_mid_embedding_then_rerun_matches_clean_ingest(tmp_path, embedde
     sources = write_corpus(tmp_path / "corpus", 6, sections=4, sentences=10)
     killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
     env = {**os.environ, "MLRAG_TORCH_THREADS": "1", "MLRAG_EMBED_BATCH_SIZE": "8"}
-    mlrag = [sys.executable, "-m", "rag.cli", "ingest", "--sources", str(sources)]
+    mlrag = [sys.executable, "-m", "cli.main", "ingest", "--sources", str(sources)]
 
     seen = _run_cli_until_killed([*mlrag, "--data-dir", str(killed_dir)], env, kill_after_chunks=8)
     assert seen >= 8, "the ingest finished before it could be killed: make the corpus bigger"

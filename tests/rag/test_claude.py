@@ -9,6 +9,7 @@ import httpx2
 import pytest
 from anthropic._constants import ANTHROPIC_API_VERSION
 
+from rag.abstention import ABSTAIN_TEXT
 from rag.config import Settings
 from rag.errors import (
     GenerationError,
@@ -18,7 +19,7 @@ from rag.errors import (
 )
 from rag.generation.base import Generator
 from rag.generation.claude import ClaudeGenerator
-from rag.prompt import ABSTAIN_TEXT, SYSTEM_PROMPT
+from rag.prompt import SYSTEM_PROMPT
 from rag.types import AnswerEvent, Chunk, Hit, TokenEvent, Turn
 from tests.rag.anthropic_fakes import (
     API_KEY,

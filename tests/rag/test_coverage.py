@@ -1,4 +1,4 @@
-"""The abstention signals: similarity and specific-term coverage (rag.relevance), and the
+"""The abstention signals: similarity and specific-term coverage (rag.coverage), and the
 pipeline's decision on a small real store."""
 
 from __future__ import annotations
@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.pipeline import RAG
-from rag.prompt import ABSTAIN_TEXT
-from rag.relevance import (
+from rag.abstention import ABSTAIN_TEXT, AbstentionRule
+from rag.coverage import (
     CorpusTerms,
-    RelevanceSignal,
+    CoverageSignal,
     corpus_terms,
     is_ordinary,
     question_terms,
@@ -20,6 +19,7 @@ from rag.relevance import (
     vocabulary_words,
     word_base,
 )
+from rag.pipeline import RAG
 from rag.store import ChunkStore
 from rag.types import AnswerEvent, Chunk, Hit
 from tests.rag.answering_corpus import corpus_chunks, make_answer_store, make_rag
@@ -97,16 +97,16 @@ def test_an_off_vocabulary_term_missing_from_the_context_is_reported() -> None:
     hits = _hits("LoRA adapters: set the learning rate and the training script stage.")
     uncovered = dict(uncovered_specific_terms(DEEPSPEED, hits, corpus, VOCAB))
     assert uncovered == {"deepspeed": 0, "zero": 0}
-    signal = RelevanceSignal(0.6, tuple(uncovered.items()))
-    assert not signal.is_relevant(threshold=0.3, max_df=10)
-    assert signal.is_relevant(threshold=0.3, max_df=-1)  # the term check turned off
+    signal = CoverageSignal(0.6, tuple(uncovered.items()))
+    assert not AbstentionRule(threshold=0.3, term_max_df=10).covers(signal)
+    assert AbstentionRule(threshold=0.3, term_max_df=-1).covers(signal)  # the term check turned off
 
 
 def test_a_covered_question_passes() -> None:
     corpus = CorpusTerms.from_texts(["DeepSpeed ZeRO stage 3 partitions optimizer state."] * 3)
     hits = _hits("DeepSpeed ZeRO stage 3 shards LoRA parameters; set it in the training script.")
     assert uncovered_specific_terms(DEEPSPEED, hits, corpus, VOCAB) == []
-    assert RelevanceSignal(0.6).is_relevant(threshold=0.3, max_df=10)
+    assert AbstentionRule(threshold=0.3, term_max_df=10).covers(CoverageSignal(0.6))
 
 
 def test_paraphrases_and_spelling_variants_count_as_covered() -> None:
@@ -119,10 +119,12 @@ def test_paraphrases_and_spelling_variants_count_as_covered() -> None:
 
 
 def test_a_frequent_missing_term_does_not_abstain() -> None:
-    signal = RelevanceSignal(0.6, (("pandas", 40),))
-    assert signal.missing_terms(10) == [] and signal.is_relevant(0.3, 10)
+    signal = CoverageSignal(0.6, (("pandas", 40),))
+    assert signal.missing_terms(10) == [] and AbstentionRule(0.3, 10).covers(signal)
     assert signal.missing_terms(50) == ["pandas"]
-    assert not RelevanceSignal(0.2).is_relevant(0.3, 10)  # the similarity floor still applies
+    assert not AbstentionRule(0.3, 10).covers(
+        CoverageSignal(0.2)
+    )  # the similarity floor still applies
 
 
 # --- on a real store ------------------------------------------------------------------------
@@ -157,7 +159,7 @@ def test_pipeline_abstains_on_a_near_miss_and_answers_a_covered_question(
     assert "missing_terms=deepspeed" in caplog.text
     # The context is about LoRA training, so similarity alone would have answered.
     hits = rag_pipeline.search(DEEPSPEED)
-    signal = rag_pipeline.relevance(DEEPSPEED, hits)
+    signal = rag_pipeline.coverage(DEEPSPEED, hits)
     assert signal.similarity >= rag_pipeline.settings.abstain_threshold
     assert "deepspeed" in signal.missing_terms(rag_pipeline.settings.abstain_term_max_df)
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from rag.abstention import ABSTAIN_TEXT
 from rag.citations import split_answer
 from rag.config import Settings
 from rag.generation.extractive import (
@@ -22,7 +23,6 @@ from rag.generation.extractive import (
     stems,
     trim_to_commented_argument,
 )
-from rag.prompt import ABSTAIN_TEXT
 from rag.sentences import SentenceEmbeddings, split_sentences
 from rag.types import AnswerEvent, Chunk, Hit, TokenEvent
 from tests.rag.answering_corpus import INJECTION, corpus_chunks, hits_for
@@ -104,7 +104,10 @@ def test_stream_yields_sentences_then_exactly_one_answer(generator) -> None:
     )
 
 
-def test_follow_up_questions_use_the_history(generator) -> None:
+def test_follow_up_questions_answer_the_condensed_query(generator) -> None:
+    # Generators receive the pipeline's condensed query (rag.pipeline.RAG.condense), not the
+    # raw follow-up: the condensed query carries the history's topic.
+    from rag.query_rewrite import condense_query
     from rag.types import Turn
 
     hits = hits_for("Regularization", "Parameter-Efficient Fine-Tuning")
@@ -115,7 +118,8 @@ def test_follow_up_questions_use_the_history(generator) -> None:
     question = "what is it used for?"
     # Alone the question matches the dropout block; with the history it is about LoRA.
     assert split_answer(generator.generate(question, hits).text)[0].numbers == [1]
-    assert split_answer(generator.generate(question, hits, history).text)[0].numbers == [2]
+    query = condense_query(question, history)
+    assert split_answer(generator.generate(query, hits, history).text)[0].numbers == [2]
 
 
 def test_p50_latency_for_five_hits_is_well_under_100_ms(generator) -> None:

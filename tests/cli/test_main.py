@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from rag import cli
+from cli import main as cli
 
 
 def _import_bitsandbytes(quiet: bool, offline: bool) -> str:
-    code = "from rag.cli import quiet_import_warnings; quiet_import_warnings()\n" if quiet else ""
+    code = "from cli.main import quiet_import_warnings; quiet_import_warnings()\n" if quiet else ""
     result = subprocess.run(
         [sys.executable, "-c", code + "import bitsandbytes"],
         capture_output=True,

@@ -1,0 +1,129 @@
+"""When the answer is "the corpus does not cover this": the one place that decides.
+
+Two decisions, both visible stages of the pipeline (rag.pipeline):
+
+* :func:`decide_on_retrieval` — before generating: nothing was retrieved, the best
+  query-to-hit similarity is below the threshold, or a rare specific question term is
+  missing from the context (the signals come from rag.coverage; the rule from settings,
+  calibrated on the dev split by ``mlrag eval calibrate``, which applies this same rule).
+* :func:`decide_on_answer` — after generating: the generator declined (its answer is the
+  abstention sentence or a close variant, see :func:`is_decline`), or a strict answer has no
+  supported sentence left.
+
+Generators never decide to abstain themselves; they may only decline in words, which this
+module recognises.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.coverage import CoverageSignal
+
+ABSTAIN_TEXT = "The corpus does not cover this."
+
+# Ways models phrase "not in the context" (lower-case, after whitespace normalisation).
+_DECLINE_PATTERNS = re.compile(
+    r"(the )?(corpus|context|provided (context|documents?|sources?)|documents?|sources?)"
+    r" (does|do|did) not (cover|contain|include|mention|provide|say|answer|address)"
+    r"|not covered (in|by)|is not covered|isn't covered|no (relevant )?information (about|on|in)"
+    r"|(cannot|can't|can not|unable to) (answer|find)|i (do not|don't) know"
+    r"|^not covered|there is no information"
+)
+
+
+def is_decline(text: str) -> bool:
+    """Whether ``text`` is (essentially) the abstention sentence or a close variant."""
+    normalised = " ".join(text.lower().replace("’", "'").split())
+    if not normalised:
+        return True
+    if normalised.rstrip(".") == ABSTAIN_TEXT.lower().rstrip("."):
+        return True
+    # Only a short reply counts: a long answer that mentions a gap still answers something.
+    head = normalised[:300]
+    return (
+        len(normalised) <= 300
+        and bool(_DECLINE_PATTERNS.search(head))
+        or normalised.startswith(ABSTAIN_TEXT.lower().rstrip("."))
+    )
+
+
+# The name the rest of the project used before this module owned it.
+is_abstention = is_decline
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to abstain, and why (``reason`` is "" when answering)."""
+
+    abstain: bool
+    reason: str = ""
+    missing_terms: tuple[str, ...] = ()
+
+    @classmethod
+    def answer(cls) -> Decision:
+        """Go on and answer."""
+        return cls(False)
+
+
+ANSWER = Decision.answer()
+
+
+@dataclass(frozen=True)
+class AbstentionRule:
+    """The retrieval-level rule: answer only when the best similarity reaches ``threshold``
+    and no specific question term found in at most ``term_max_df`` corpus chunks is missing
+    from the context (``term_max_df < 0`` turns the term check off)."""
+
+    threshold: float
+    term_max_df: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AbstentionRule:
+        """The configured rule (``abstain_threshold``, ``abstain_term_max_df``)."""
+        return cls(settings.abstain_threshold, settings.abstain_term_max_df)
+
+    def missing_terms(self, signal: CoverageSignal) -> tuple[str, ...]:
+        """The rare specific terms of the question the context lacks."""
+        if self.term_max_df < 0:
+            return ()
+        return tuple(word for word, df in signal.uncovered if df <= self.term_max_df)
+
+    def abstains(self, similarity: float, term_missing: bool = False) -> bool:
+        """The rule on its two inputs (also used by ``eval calibrate`` on cached signals)."""
+        return similarity < self.threshold or term_missing
+
+    def covers(self, signal: CoverageSignal) -> bool:
+        """Whether the context covers the question by this rule."""
+        return not self.abstains(signal.similarity, bool(self.missing_terms(signal)))
+
+
+def decide_on_retrieval(
+    signal: CoverageSignal | None, rule: AbstentionRule, n_hits: int
+) -> Decision:
+    """Abstain before generating when nothing relevant was retrieved."""
+    if n_hits == 0 or signal is None:
+        return Decision(True, "no_hits")
+    missing = rule.missing_terms(signal)
+    if signal.similarity < rule.threshold:
+        return Decision(True, "low_similarity", missing)
+    if missing:
+        return Decision(True, "missing_terms", missing)
+    return ANSWER
+
+
+def decide_on_answer(
+    text: str, declined: bool, strict: bool, supported_text: str, unsupported: Sequence[str]
+) -> Decision:
+    """Abstain after generating when the generator declined, or when ``strict`` drops every
+    unsupported sentence and nothing is left (``supported_text`` is what would remain)."""
+    if declined or is_decline(text):
+        return Decision(True, "declined")
+    if strict and unsupported and not supported_text.strip():
+        return Decision(True, "unsupported")
+    return ANSWER
