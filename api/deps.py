@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 
@@ -12,11 +13,51 @@ from api.errors import ApiError
 from api.limits import GenerationGate, RateLimiter, client_identity
 from api.metrics import Metrics
 from rag.config import Settings
-from rag.errors import EmptyIndexError, InvalidInputError, MlragError, UnknownNameError
+from rag.errors import EmptyIndexError, MlragError
 
 if TYPE_CHECKING:
     from api.feedback import FeedbackStore
     from api.jobs import IngestJobs
+    from api.service import AnswerService
+    from rag.request import AskRequest, ValidRequest
+    from rag.store import ChunkStore
+    from rag.types import Answer, Hit, StreamEvent
+
+
+class Pipeline(Protocol):
+    """What the HTTP layer uses of rag.pipeline.RAG (tests pass a double with this shape)."""
+
+    @property
+    def store(self) -> ChunkStore: ...
+
+    def validate(self, request: AskRequest | ValidRequest) -> ValidRequest: ...
+
+    def ask(self, request: AskRequest | ValidRequest | str, **options: Any) -> Answer: ...
+
+    def stream(
+        self, request: AskRequest | ValidRequest | str, **options: Any
+    ) -> Iterator[StreamEvent]: ...
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        retriever: str | None = None,
+        filters: dict[str, Any] | None = None,
+    ) -> list[Hit]: ...
+
+    def is_ready(self) -> bool: ...
+
+    def warm_up(self) -> None: ...
+
+    def retriever_names(self) -> list[str]: ...
+
+    def generator_names(self) -> list[str]: ...
+
+    def adapter_names(self) -> list[str]: ...
+
+    def document_summaries(self) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -29,12 +70,19 @@ class Services:
     gate: GenerationGate
     jobs: IngestJobs
     feedback: FeedbackStore
-    rag: Any = None  # rag.pipeline.RAG (or a test double with the same interface)
+    rag: Pipeline | None = None  # rag.pipeline.RAG (or a test double with the same interface)
     load_error: str | None = None  # "code: message" of a failed start-up, for /ready
     load_failure: MlragError | None = None
     slack: Any = None  # api.slack.SlackBot when the Slack route is mounted
 
-    def require_rag(self) -> Any:
+    @property
+    def answers(self) -> AnswerService:
+        """The one answer service every front door uses (HTTP, SSE, OpenAI route, Slack)."""
+        from api.service import AnswerService
+
+        return AnswerService(self)
+
+    def require_rag(self) -> Pipeline:
         """The loaded pipeline; while it is missing, the error that stopped it from loading
         (e.g. 503 store_unavailable for a corrupt index), or 503 empty_index."""
         if self.rag is None:
@@ -86,30 +134,3 @@ def require_admin(request: Request, services: ServicesDep) -> None:
 
 ApiKey = Depends(require_api_key)
 AdminKey = Depends(require_admin)
-
-
-def check_question(question: str, settings: Settings) -> str:
-    """The stripped question, or :class:`InvalidInputError` when empty or too long."""
-    text = question.strip()
-    if not text:
-        raise InvalidInputError("question must not be empty")
-    if len(text) > settings.max_question_chars:
-        raise InvalidInputError(
-            f"question is {len(text)} characters; the limit is {settings.max_question_chars}"
-        )
-    return text
-
-
-def check_k(k: int | None, settings: Settings) -> int | None:
-    """``k`` unchanged, or :class:`InvalidInputError` when above ``settings.max_k``."""
-    if k is not None and k > settings.max_k:
-        raise InvalidInputError(f"k must be between 1 and {settings.max_k}, got {k}")
-    return k
-
-
-def check_name(kind: str, name: str | None, known: list[str]) -> str | None:
-    """``name`` unchanged when it is None or in ``known``; else :class:`UnknownNameError`."""
-    if name is None or name in known:
-        return name
-    listed = ", ".join(known) or "none"
-    raise UnknownNameError(f"unknown {kind} {name!r}; available: {listed}")

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
@@ -32,10 +33,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from api.doc_links import link_citations, public_base_url
+from api.doc_links import public_base_url
 from api.errors import ApiError, error_response, status_code_name
 from rag.errors import ConfigError, MlragError
-from rag.types import Answer, Turn
+from rag.render import render_slack, slack_escape
+from rag.request import AskRequest
+from rag.types import Turn
 
 if TYPE_CHECKING:
     from slack_bolt import App, BoltResponse
@@ -58,14 +61,8 @@ _IGNORED_SUBTYPES = {
     "channel_join",
     "channel_leave",
 }
-_SECTION_LIMIT = 2900  # Slack caps a section's text at 3000 characters
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
-
-
-def slack_escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as markup."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def strip_mentions(text: str) -> str:
@@ -208,37 +205,6 @@ def bolt_to_response(bolt_response: BoltResponse) -> Response:
     return error_response(status, status_code_name(status), message, headers)
 
 
-def format_reply(answer: Answer) -> tuple[str, list[dict[str, Any]]]:
-    """(top-level text, blocks) of a reply: the answer and its sources, or the abstention."""
-    if answer.abstained:
-        text = (
-            f"I could not find this in the documents, so I won't guess. {slack_escape(answer.text)}"
-        )
-        return text, [
-            {"type": "section", "text": {"type": "mrkdwn", "text": text[:_SECTION_LIMIT]}}
-        ]
-    body = slack_escape(answer.text)
-    source_lines = []
-    for c in answer.citations:
-        title = slack_escape(c.title or c.source or c.url)
-        link = f"<{c.url}|{title}>" if c.url else title
-        line = f"[{c.n}] {link}"
-        if c.quote:
-            line += f"\n> {slack_escape(c.quote)}"
-        source_lines.append(line)
-    sources = "*Sources*\n" + "\n".join(source_lines) if source_lines else ""
-    text = body + (f"\n\n{sources}" if sources else "")
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": body[:_SECTION_LIMIT]}}
-    ]
-    if sources:
-        blocks.append({"type": "divider"})
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": sources[:_SECTION_LIMIT]}}
-        )
-    return text, blocks
-
-
 class SlackBot:
     """The bolt app and the state it keeps (thread history, handled events)."""
 
@@ -265,6 +231,7 @@ class SlackBot:
         self.seen = SeenEvents()
         # Slack shows links outside this service: URL-less citations need absolute links.
         self.link_base = public_base_url(settings)
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by the route on each request
         if not settings.public_url:
             log.warning(
                 "slack: MLRAG_PUBLIC_URL is not set; document links in replies use %s",
@@ -373,9 +340,11 @@ class SlackBot:
         else:
             history = self.history.get(channel, thread_ts)
             try:
-                rag = self.services.require_rag()
-                answer = link_citations(rag.ask(question, history=history or None), self.link_base)
-                text, blocks = format_reply(answer)
+                # The same service as HTTP answers: validation, generation slot, metrics, links.
+                answers = self.services.answers
+                valid = answers.validate(AskRequest(question, history=tuple(history)))
+                answer = answers.answer_from_thread(valid, self._app_loop(), self.link_base)
+                text, blocks = render_slack(answer)
                 answer_text = answer.text
             except MlragError as exc:
                 log.warning("slack: answer failed: %s: %s", exc.code, exc)
@@ -396,6 +365,12 @@ class SlackBot:
             return
         if answer_text is not None:
             self.history.add(channel, thread_ts, question, answer_text)
+
+    def _app_loop(self) -> asyncio.AbstractEventLoop:
+        """The app's event loop (the generation gate lives there), seen by the HTTP route."""
+        if self.loop is None:
+            raise MlragError("the Slack bot has not received a request yet")
+        return self.loop
 
     # --- HTTP ----------------------------------------------------------------------------
     def dispatch(self, body: str, query: str, headers: dict[str, str]) -> BoltResponse:
@@ -426,6 +401,7 @@ def mount_slack(app: FastAPI, services: Services) -> SlackBot:
 
     @app.post("/slack/events", include_in_schema=False)
     async def slack_events(request: Request) -> Response:
+        bot.loop = asyncio.get_running_loop()
         body = await request.body()
         # Signature first, then parsing: unsigned junk is refused before any decoder sees it.
         text = verify_slack_request(bot.verifier, body, request.headers)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import textwrap
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from rag.config import Settings
     from rag.pipeline import RAG
-    from rag.types import Answer
+    from rag.request import AskRequest
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -53,38 +53,12 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run_ask)
 
 
-def format_answer(answer: Answer) -> str:
-    """Human-readable answer: the text, then numbered sources with their quoted sentence."""
-    lines = [textwrap.fill(answer.text, width=100, break_long_words=False, break_on_hyphens=False)]
-    if answer.abstained:
-        lines.append("")
-        lines.append("(abstained: the corpus does not cover this question)")
-        return "\n".join(lines)
-    if answer.citations:
-        lines.append("")
-        lines.append("Sources:")
-        for c in answer.citations:
-            heading = " > ".join(p for p in (c.title, c.section) if p) or c.source
-            lines.append(f"[{c.n}] {heading}")
-            if c.url or c.source:
-                lines.append(f"    {c.url or c.source}")
-            lines.append(f'    "{c.quote}"')
-    if answer.unsupported:
-        lines.append("")
-        lines.append(f"({len(answer.unsupported)} sentence(s) not supported by the cited context)")
-    if answer.removed_citations:
-        lines.append(
-            f"({answer.removed_citations} citation marker(s) pointing at no source removed)"
-        )
-    return "\n".join(lines)
-
-
 def _error(message: str, code: int) -> int:
     print(f"mlrag ask: error: {message}", file=sys.stderr)
     return code
 
 
-def _ask_stdin(rag: RAG, options: dict[str, Any], stdin: TextIO) -> int:
+def _ask_stdin(rag: RAG, template: AskRequest, stdin: TextIO) -> int:
     """Answer each non-empty line; one JSON object per line, errors included."""
     from rag.errors import InvalidInputError
 
@@ -94,7 +68,7 @@ def _ask_stdin(rag: RAG, options: dict[str, Any], stdin: TextIO) -> int:
         if not question:
             continue
         try:
-            answer = rag.ask(question, **options)
+            answer = rag.ask(replace(template, question=question))
         except InvalidInputError as exc:
             # One bad line must not lose the answers to the others.
             print(
@@ -112,29 +86,29 @@ def _ask_stdin(rag: RAG, options: dict[str, Any], stdin: TextIO) -> int:
 def run_ask(args: argparse.Namespace, settings: Settings, rag: RAG | None = None) -> int:
     """Handler of ``mlrag ask``; returns the exit status."""
     from rag.errors import InvalidInputError, MlragError, StoreUnavailableError
-    from rag.generation.registry import resolve_generator_name
     from rag.pipeline import RAG
-    from rag.retrieval.registry import check_retriever_name, validate_k
+    from rag.render import render_text
+    from rag.request import AskRequest
 
-    options: dict[str, Any] = {
-        "k": args.k,
-        "retriever": args.retriever,
-        "generator": args.generator,
-        "adapter": args.adapter,
-        "strict": args.strict,
-        "filters": {"topic": args.topic} if args.topic else None,
-    }
+    request = AskRequest(
+        question=args.question,
+        k=args.k,
+        retriever=args.retriever,
+        generator=args.generator,
+        adapter=args.adapter,
+        strict=args.strict,
+        filters={"topic": args.topic} if args.topic else None,
+    )
     try:
-        # Cheap checks first, so a typo fails before any model loads.
-        check_retriever_name(args.retriever or settings.retriever)
-        resolve_generator_name(args.generator or settings.generator, settings)
-        validate_k(args.k, settings)
-        rag = rag or RAG.from_settings(settings)
+        rag = rag or RAG.from_settings(settings)  # cheap: models load on first use
         if args.question == "-":
+            # Validate the options once (with a stand-in question) before reading stdin.
+            rag.validate(replace(request, question="?"))
             if not rag.is_ready():
                 return _error("the index is empty: run `mlrag ingest` first", EXIT_RUNTIME)
-            return _ask_stdin(rag, options, sys.stdin)
-        answer = rag.ask(args.question, **options)
+            return _ask_stdin(rag, request, sys.stdin)
+        # Validation first, so a typo fails before any model loads.
+        answer = rag.ask(rag.validate(request))
     except InvalidInputError as exc:
         return _error(str(exc), EXIT_USAGE)
     except StoreUnavailableError as exc:  # corrupt index: exit 2, as `mlrag ingest --status`
@@ -144,5 +118,5 @@ def run_ask(args: argparse.Namespace, settings: Settings, rag: RAG | None = None
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
-        print(format_answer(answer))
+        print(render_text(answer))
     return 0

@@ -22,7 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.ingest",
     "cli.search",
     "cli.ask",
-    "api.serve_cli",
+    "cli.serve",
     "cli.eval",
     "cli.finetune",
 )

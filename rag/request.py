@@ -50,6 +50,7 @@ class ValidRequest:
     history: tuple[Turn, ...]
     strict: bool
     filters: NormalizedFilters | None
+    request: AskRequest | None = None  # what the caller asked, before defaults and resolution
 
 
 def check_question(question: Any, max_chars: int) -> str:
@@ -110,4 +111,5 @@ def validate(
         history=history,
         strict=request.strict,
         filters=filters,
+        request=request,
     )

@@ -8,19 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.answering import (
-    AnswerStream,
-    answer_once,
-    event_kind,
-    open_answer_stream,
-    record_answer,
-    record_failure,
-    validate_ask,
-)
-from api.deps import ApiKey, Services, ServicesDep
+from api.deps import ApiKey, ServicesDep
 from api.errors import error_body
 from api.schemas import AnswerOut, AskRequest
+from api.service import AnswerService, AnswerStream, event_kind
 from api.sse import SSE_HEADERS, ClosingStreamingResponse, sse_event
+from rag import request as core
 from rag.errors import GenerationError, MlragError
 from rag.types import Turn
 
@@ -39,7 +32,9 @@ def wants_event_stream(request: Request, stream_flag: bool) -> bool:
     return stream_flag or "text/event-stream" in request.headers.get("accept", "")
 
 
-async def answer_sse(services: Services, state: Any, stream: AnswerStream) -> AsyncIterator[str]:
+async def answer_sse(
+    answers: AnswerService, state: Any, stream: AnswerStream
+) -> AsyncIterator[str]:
     """SSE messages of an answer stream; failures become one final ``error`` event."""
     state.stream = True
     tokens = 0
@@ -52,17 +47,17 @@ async def answer_sse(services: Services, state: Any, stream: AnswerStream) -> As
                 yield sse_event("token", {"text": event.text})
             elif kind == "answer":
                 answered = True
-                record_answer(services, state, event.answer, streamed_tokens=tokens)
+                answers.record_answer(state, event.answer, streamed_tokens=tokens)
                 yield sse_event("answer", event.answer.to_dict())
         if not answered:
             raise GenerationError("the generator ended without an answer")
     except MlragError as exc:
         log.warning("answer stream failed: %s: %s", exc.code, exc)
-        record_failure(services, state, exc.code)
+        answers.record_failure(state, exc.code)
         yield sse_event("error", error_body(exc.code, str(exc) or exc.code))
     except Exception:
         log.exception("answer stream failed unexpectedly")
-        record_failure(services, state, "internal_error")
+        answers.record_failure(state, "internal_error")
         yield sse_event("error", error_body("internal_error", "the answer failed"))
     finally:
         await stream.aclose()
@@ -77,23 +72,25 @@ async def answer_sse(services: Services, state: Any, stream: AnswerStream) -> As
 )
 async def ask(body: AskRequest, request: Request, services: ServicesDep) -> Any:
     """Answer ``body.question`` from the corpus, as JSON or as an SSE stream."""
-    params = validate_ask(
-        services,
-        body.question,
-        k=body.k,
-        retriever=body.retriever,
-        generator=body.generator,
-        adapter=body.adapter,
-        history=[Turn(role=t.role, content=t.content) for t in body.history],
-        strict=body.strict,
-        filters=body.filters,
+    answers = services.answers
+    valid = answers.validate(
+        core.AskRequest(
+            question=body.question,
+            k=body.k,
+            retriever=body.retriever,
+            generator=body.generator,
+            adapter=body.adapter,
+            history=tuple(Turn(role=t.role, content=t.content) for t in body.history),
+            strict=body.strict,
+            filters=body.filters,
+        )
     )
     if not wants_event_stream(request, body.stream):
-        answer = await answer_once(services, request.state, params)
+        answer = await answers.answer(valid, request.state)
         return answer.to_dict()
-    stream = await open_answer_stream(services, params)
+    stream = await answers.open_stream(valid)
     return ClosingStreamingResponse(
-        answer_sse(services, request.state, stream),
+        answer_sse(answers, request.state, stream),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
         on_close=stream.aclose,

@@ -17,21 +17,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.answering import (
-    AnswerStream,
-    answer_once,
-    event_kind,
-    open_answer_stream,
-    record_answer,
-    record_failure,
-    validate_ask,
-)
-from api.deps import ApiKey, Services, ServicesDep
+from api.deps import ApiKey, ServicesDep
 from api.doc_links import request_base_url
 from api.errors import error_body
 from api.schemas import ChatCompletionRequest, ChatMessage
+from api.service import AnswerService, AnswerStream, event_kind
 from api.sse import SSE_HEADERS, ClosingStreamingResponse
 from rag.errors import GenerationError, InvalidInputError, MlragError
+from rag.render import render_sources_markdown
+from rag.request import AskRequest
 from rag.types import Answer, Turn
 
 log = logging.getLogger(__name__)
@@ -72,19 +66,6 @@ def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
     return message_text(messages[last_user]), history
 
 
-def sources_block(answer: Answer) -> str:
-    """Numbered sources for the message content (empty for abstentions)."""
-    if answer.abstained or not answer.citations:
-        return ""
-    lines = ["", "", "Sources:"]
-    for c in answer.citations:
-        where = f" — {c.url}" if c.url else (f" — {c.source}" if c.source else "")
-        lines.append(f"[{c.n}] {c.title or c.source}{where}")
-        if c.quote:
-            lines.append(f'    "{c.quote}"')
-    return "\n".join(lines)
-
-
 def _citations(answer: Answer) -> list[dict[str, Any]]:
     return [] if answer.abstained else [dataclasses.asdict(c) for c in answer.citations]
 
@@ -104,7 +85,7 @@ def completion_body(
     completion_id: str, model: str, answer: Answer, history: list[Turn]
 ) -> dict[str, Any]:
     """A ``chat.completion`` object for a finished answer."""
-    content = answer.text + sources_block(answer)
+    content = answer.text + render_sources_markdown(answer)
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -137,7 +118,7 @@ def _chunk(
 
 
 async def completion_chunks(
-    services: Services, state: Any, stream: AnswerStream, completion_id: str, model: str
+    answers: AnswerService, state: Any, stream: AnswerStream, completion_id: str, model: str
 ) -> AsyncIterator[str]:
     """``chat.completion.chunk`` SSE messages, then ``data: [DONE]``. Tokens stream as they
     come; the sources block follows the answer; a failure sends an ``error`` object."""
@@ -155,8 +136,8 @@ async def completion_chunks(
             elif kind == "answer":
                 answered = True
                 answer: Answer = event.answer
-                record_answer(services, state, answer, streamed_tokens=tokens)
-                extra = sources_block(answer)
+                answers.record_answer(state, answer, streamed_tokens=tokens)
+                extra = render_sources_markdown(answer)
                 if extra:
                     yield _chunk(completion_id, model, created, {"content": extra})
                 final = json.loads(_chunk(completion_id, model, created, {}, "stop")[6:])
@@ -167,11 +148,11 @@ async def completion_chunks(
             raise GenerationError("the generator ended without an answer")
     except MlragError as exc:
         log.warning("chat completion stream failed: %s: %s", exc.code, exc)
-        record_failure(services, state, exc.code)
+        answers.record_failure(state, exc.code)
         yield f"data: {json.dumps(error_body(exc.code, str(exc) or exc.code))}\n\n"
     except Exception:
         log.exception("chat completion stream failed unexpectedly")
-        record_failure(services, state, "internal_error")
+        answers.record_failure(state, "internal_error")
         yield f"data: {json.dumps(error_body('internal_error', 'the answer failed'))}\n\n"
     finally:
         await stream.aclose()
@@ -185,16 +166,19 @@ async def chat_completions(
     """Answer the conversation's last user message (streamed with ``stream: true``)."""
     question, history = split_conversation(body.messages)
     generator, adapter = parse_model(body.model)
-    params = validate_ask(services, question, generator=generator, adapter=adapter, history=history)
+    answers = services.answers
+    valid = answers.validate(
+        AskRequest(question, generator=generator, adapter=adapter, history=tuple(history))
+    )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     # OpenAI clients show the sources outside this service's pages: links must be absolute.
     link_base = request_base_url(request, services.settings)
     if not body.stream:
-        answer = await answer_once(services, request.state, params, link_base)
+        answer = await answers.answer(valid, request.state, link_base)
         return completion_body(completion_id, body.model, answer, history)
-    stream = await open_answer_stream(services, params, link_base)
+    stream = await answers.open_stream(valid, link_base)
     return ClosingStreamingResponse(
-        completion_chunks(services, request.state, stream, completion_id, body.model),
+        completion_chunks(answers, request.state, stream, completion_id, body.model),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
         on_close=stream.aclose,

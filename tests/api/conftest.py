@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from rag.errors import EmptyIndexError, GenerationError, InvalidInputError, UnknownNameError
-from rag.types import Answer, AnswerEvent, Chunk, Citation, Hit, TokenEvent, Turn
+from rag.config import Settings
+from rag.errors import EmptyIndexError, GenerationError, UnknownNameError
+from rag.request import AskRequest, ValidRequest, validate
+from rag.types import Answer, AnswerEvent, Chunk, Citation, Hit, TokenEvent
 
 # --- a tiny corpus: six short documents, one or two chunks each --------------------------
 TINY_DOCS: list[dict[str, Any]] = [
@@ -177,6 +179,7 @@ class FakeRAG:
     closed: list[bool] = field(default_factory=list)  # one entry per finished stream: closed early?
     active: int = 0
     max_active: int = 0
+    settings: Settings = field(default_factory=Settings)  # the app's (make_client sets it)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def retriever_names(self) -> list[str]:
@@ -203,22 +206,24 @@ class FakeRAG:
             }
         ]
 
-    def _check(
-        self, question: str, retriever: str | None, generator: str | None, k: int | None
-    ) -> None:
+    def validate(self, request: AskRequest | ValidRequest) -> ValidRequest:
+        """The core's own validation (rag.request.validate), with this fake's adapters."""
+        if isinstance(request, ValidRequest):
+            return request
         if not self.ready:
             raise EmptyIndexError("the index is empty")
-        if not question.strip():
-            raise InvalidInputError("the question is empty")
-        if retriever not in (None, *self.retriever_names()):
-            raise UnknownNameError(f"unknown retriever {retriever!r}")
-        if generator not in (None, *self.generator_names()):
-            raise UnknownNameError(f"unknown generator {generator!r}")
+
+        def check_adapter(adapter: str | None, generator: str) -> str | None:
+            if adapter is not None and adapter not in self.adapter_names():
+                raise UnknownNameError(f"unknown adapter {adapter!r}")
+            return adapter
+
+        return validate(request, self.settings, check_adapter)
 
     def search(
         self, query: str, *, k: int | None = None, retriever: str | None = None, filters: Any = None
     ) -> list[Hit]:
-        self._check(query, retriever, None, k)
+        self.validate(AskRequest(query, k=k, retriever=retriever, filters=filters))
         self.calls.append(
             {"op": "search", "query": query, "k": k, "retriever": retriever, "filters": filters}
         )
@@ -268,32 +273,30 @@ class FakeRAG:
         with self._lock:
             self.active -= 1
 
-    def ask(
-        self,
-        question: str,
-        *,
-        k: int | None = None,
-        retriever: str | None = None,
-        generator: str | None = None,
-        adapter: str | None = None,
-        history: list[Turn] | None = None,
-        strict: bool = False,
-        filters: Any = None,
-    ) -> Answer:
-        self._check(question, retriever, generator, k)
+    def _record(self, op: str, valid: ValidRequest) -> AskRequest:
+        """Record what the API asked for (the request as sent, before defaults)."""
+        asked = valid.request or AskRequest(valid.question)
         self.calls.append(
             {
-                "op": "ask",
-                "question": question,
-                "k": k,
-                "retriever": retriever,
-                "generator": generator,
-                "adapter": adapter,
-                "history": history,
-                "strict": strict,
-                "filters": filters,
+                "op": op,
+                "question": asked.question,
+                "k": asked.k,
+                "retriever": asked.retriever,
+                "generator": asked.generator,
+                "adapter": asked.adapter,
+                "history": list(asked.history) or None,
+                "strict": asked.strict,
+                "filters": asked.filters,
             }
         )
+        return asked
+
+    def ask(self, request: AskRequest | ValidRequest | str, **options: Any) -> Answer:
+        if isinstance(request, str):
+            request = AskRequest(request, **options)
+        asked = self._record("ask", self.validate(request))
+        question, generator = asked.question, asked.generator
+        retriever, adapter = asked.retriever, asked.adapter
         self._enter()
         try:
             if self.ask_delay_s:
@@ -304,28 +307,12 @@ class FakeRAG:
         finally:
             self._leave()
 
-    def stream(
-        self,
-        question: str,
-        *,
-        k: int | None = None,
-        retriever: str | None = None,
-        generator: str | None = None,
-        adapter: str | None = None,
-        history: list[Turn] | None = None,
-        strict: bool = False,
-        filters: Any = None,
-    ) -> Iterator[Any]:
-        self._check(question, retriever, generator, k)
-        self.calls.append(
-            {
-                "op": "stream",
-                "question": question,
-                "history": history,
-                "generator": generator,
-                "adapter": adapter,
-            }
-        )
+    def stream(self, request: AskRequest | ValidRequest | str, **options: Any) -> Iterator[Any]:
+        if isinstance(request, str):
+            request = AskRequest(request, **options)
+        asked = self._record("stream", self.validate(request))
+        question, generator = asked.question, asked.generator
+        retriever, adapter = asked.retriever, asked.adapter
         return self._events(question, generator, retriever, adapter)
 
     def _events(
@@ -368,6 +355,7 @@ def make_client(settings: Any, fake_rag: FakeRAG):
         rag: Any = None, raise_server_exceptions: bool = False, **overrides: Any
     ) -> TestClient:
         app_settings = settings.model_copy(update=overrides) if overrides else settings
+        fake_rag.settings = app_settings
         client = TestClient(
             create_app(app_settings, rag=rag if rag is not None else fake_rag),
             raise_server_exceptions=raise_server_exceptions,

@@ -1,5 +1,5 @@
 """A real server process for the shutdown tests: the app over a :class:`FakeRAG` that streams
-slowly, run exactly as ``mlrag serve`` runs an app (:func:`api.serve_cli.serve_app`).
+slowly, run exactly as ``mlrag serve`` runs an app (:func:`api.server.serve_app`).
 
 ``python -m tests.api.slow_server PORT DATA_DIR TOKENS TOKEN_DELAY_S SHUTDOWN_GRACE_S``
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 def main(argv: list[str]) -> None:
     from api.app import create_app
-    from api.serve_cli import serve_app
+    from api.server import serve_app
     from rag.config import Settings
     from tests.api.conftest import FakeRAG
 

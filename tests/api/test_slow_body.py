@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from api.limits import BodyTimeoutMiddleware
-from api.serve_cli import uvicorn_options
+from api.server import uvicorn_options
 
 BODY_TIMEOUT_S = 1.0
 KEEP_ALIVE_S = 1.0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-from types import FrameType
 from typing import TYPE_CHECKING, Any
+
+from api.server import serve_app
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -34,41 +34,6 @@ def register(subparsers: Any) -> None:
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     parser.set_defaults(func=run_serve)
-
-
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The uvicorn settings every ``mlrag serve`` uses: how long idle keep-alive connections
-    stay open, and how long in-flight requests and streams may finish after SIGTERM."""
-    return {
-        "timeout_keep_alive": settings.keep_alive_timeout_s,
-        "timeout_graceful_shutdown": settings.shutdown_grace_s,
-        # The access log is ours (one JSON line per request, api.access); uvicorn's is redundant.
-        "access_log": False,
-    }
-
-
-def _exit_after_shutdown(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
-
-
-def serve_app(
-    app: Any, settings: Settings, *, host: str, port: int, log_level: str, **extra: Any
-) -> None:
-    """Run ``app`` (an ASGI app, or an import string with ``extra``) under uvicorn until
-    SIGINT or SIGTERM.
-
-    On SIGTERM uvicorn stops accepting connections, lets in-flight requests and streams finish
-    (at most ``settings.shutdown_grace_s``), runs the app's shutdown, then re-raises the
-    signal; this handler makes that a normal exit (status 0) instead of death by SIGTERM."""
-    import uvicorn
-
-    previous = signal.signal(signal.SIGTERM, _exit_after_shutdown)
-    try:
-        uvicorn.run(
-            app, host=host, port=port, log_level=log_level, **uvicorn_options(settings), **extra
-        )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
