@@ -8,6 +8,7 @@ client never sees an HTML or ad-hoc error body.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -73,6 +74,9 @@ def error_response(
 def mlrag_error_status(exc: MlragError) -> tuple[int, dict[str, str]]:
     """HTTP status and extra headers for a core error (capacity refusals say when to retry)."""
     headers = {"Retry-After": str(CAPACITY_RETRY_AFTER_S)} if isinstance(exc, CapacityError) else {}
+    retry_after = getattr(exc, "retry_after", None)  # what an upstream server asked for
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     if exc.http_status == 503 and "Retry-After" not in headers:
         headers["Retry-After"] = str(CAPACITY_RETRY_AFTER_S)
     return exc.http_status, headers

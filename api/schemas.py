@@ -106,6 +106,9 @@ class ConfigOut(BaseModel):
     retrievers: list[str]
     generators: list[str]
     adapters: list[str]
+    openai_adapters: list[str] = Field(
+        default_factory=list, description="Models the inference server lists ('openai' adapters)."
+    )
     default_retriever: str
     default_generator: str
     k: int

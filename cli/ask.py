@@ -39,9 +39,15 @@ def register(subparsers: Any) -> None:
         "--retriever", default=None, help="dense, bm25, hybrid or NAME+rerank (default: settings)"
     )
     parser.add_argument(
-        "--generator", default=None, help="auto, extractive, local or claude (default: settings)"
+        "--generator",
+        default=None,
+        help="auto, extractive, local, claude or openai (default: settings)",
     )
-    parser.add_argument("--adapter", default=None, help="LoRA adapter for the local generator")
+    parser.add_argument(
+        "--adapter",
+        default=None,
+        help="LoRA adapter: an installed one for local; a model the inference server lists for openai",
+    )
     parser.add_argument("--k", type=int, default=None, help="context chunks (default: settings.k)")
     parser.add_argument(
         "--topic", action="append", default=None, help="only chunks of this topic (repeatable)"

@@ -69,10 +69,17 @@ class Settings(BaseSettings):
     claude_max_retries: int = Field(3, ge=0, description="Retries on 429/500/529 and timeouts.")
     claude_timeout_s: float = Field(60.0, gt=0, description="Claude request timeout.")
     claude_max_tokens: int = Field(1024, ge=1, le=64000, description="Longest Claude answer in tokens; an answer cut off at this limit is an error, not a partial answer.")
+    openai_base_url: str | None = Field(None, description="Base URL of an OpenAI-compatible inference server for the 'openai' generator (vLLM, llama.cpp's server, TGI, Ollama), e.g. http://127.0.0.1:8080/v1; when set, generator 'auto' uses it.")
+    openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("MLRAG_OPENAI_API_KEY", "OPENAI_API_KEY"), description="API key the inference server expects (OPENAI_API_KEY; vLLM's --api-key); never logged.")
+    openai_model: str | None = Field(None, description="Base model name on the inference server (vLLM's served model name); None = the first model the server lists.")
+    openai_timeout_s: float = Field(60.0, gt=0, description="Inference-server timeout per request, and the longest wait for the next streamed token.")
+    openai_max_retries: int = Field(2, ge=0, description="Retries (exponential backoff, honouring Retry-After) on connection errors, 429 and 5xx before the first token; never after it.")
+    openai_max_tokens: int = Field(512, ge=1, le=32768, description="Longest answer the inference server may write, in tokens.")
+    openai_models_ttl_s: float = Field(60.0, ge=0, description="Seconds the inference server's model list (GET /v1/models: base model and LoRA adapters) is cached.")
 
     # --- retrieval & answering -----------------------------------------------------------
     retriever: str = Field("hybrid", description="Default retriever: dense, bm25, hybrid, or any of them + '+rerank'.")
-    generator: str = Field("auto", description="Default generator: auto, claude, local, extractive.")
+    generator: str = Field("auto", description="Default generator: auto, claude, openai, local, extractive.")
     offline_generator: str = Field("extractive", description="What 'auto' uses without an Anthropic key: 'extractive', 'local', or 'auto' (local when the Qwen2.5-Coder-1.5B GGUF is installed in data_dir/models, else extractive).")
     k: int = Field(5, ge=1, description="Default number of context chunks.")
     max_k: int = Field(50, ge=1, description="Largest k a caller may ask for.")

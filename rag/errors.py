@@ -47,10 +47,23 @@ class GenerationError(MlragError):
 
 
 class UpstreamUnavailableError(GenerationError):
-    """A remote model (Claude) is unreachable, overloaded or rate-limited after all retries."""
+    """A remote model (Claude, an OpenAI-compatible server) is unreachable, overloaded or
+    rate-limited after all retries; ``retry_after`` is the server's Retry-After in seconds,
+    when it sent one."""
 
     code = "upstream_unavailable"
     http_status = 503
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamTimeoutError(UpstreamUnavailableError):
+    """A remote model did not answer (or stopped sending tokens) within its timeout."""
+
+    code = "upstream_timeout"
+    http_status = 504
 
 
 class CapacityError(MlragError):

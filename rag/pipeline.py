@@ -189,6 +189,12 @@ class RAG:
         """LoRA adapters the local generator can use."""
         return list(self.shared.local_manager().adapter_names())
 
+    def openai_adapter_names(self) -> list[str]:
+        """Adapters (models) the inference server lists; [] without one configured."""
+        if not self.settings.openai_base_url:
+            return []
+        return list(self.generator("openai").adapter_names())  # type: ignore[attr-defined]
+
     def is_ready(self) -> bool:
         """Whether anything has been ingested."""
         return self.store.count() > 0
@@ -219,6 +225,10 @@ class RAG:
     def _check_adapter(self, adapter: str | None, generator: str) -> str | None:
         if adapter is None or adapter == "":
             return None
+        if generator == "openai":
+            # An adapter is a model the inference server lists (UnknownNameError otherwise).
+            self.generator("openai").models.model_for(adapter)  # type: ignore[attr-defined]
+            return adapter
         if generator != "local":
             raise InvalidInputError(
                 f"adapters apply to the local generator only, not {generator!r}"

@@ -18,7 +18,11 @@ ML_PAGE = REPO_ROOT / "corpus" / "machine-learning.txt"
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's MLRAG_* settings, API keys or mlrag.toml."""
     for key in list(os.environ):
-        if key.startswith("MLRAG_") or key in {"ANTHROPIC_API_KEY"}:
+        if key.startswith("MLRAG_") or key in {
+            "ANTHROPIC_API_KEY",
+            "OPENAI_API_KEY",
+            "OPENAI_BASE_URL",
+        }:
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("MLRAG_CONFIG", "/nonexistent/mlrag.toml")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

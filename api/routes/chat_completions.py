@@ -193,6 +193,8 @@ async def models(services: ServicesDep) -> dict[str, Any]:
     # Without a local model stack, adapters are simply not offered.
     with contextlib.suppress(MlragError):
         names += [f"local:{a}" for a in rag.adapter_names()]
+    with contextlib.suppress(MlragError):  # the inference server may be down or not configured
+        names += [f"openai:{a}" for a in rag.openai_adapter_names()]
     return {
         "object": "list",
         "data": [{"id": n, "object": "model", "created": 0, "owned_by": "mlrag"} for n in names],

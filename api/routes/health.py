@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -66,6 +67,7 @@ async def config(services: ServicesDep) -> Any:
         "retrievers": list(rag.retriever_names()) if rag else [],
         "generators": list(rag.generator_names()) if rag else [],
         "adapters": list(rag.adapter_names()) if rag else [],
+        "openai_adapters": _listed(rag.openai_adapter_names) if rag else [],
         "default_retriever": settings.retriever,
         "default_generator": settings.generator,
         "k": settings.k,
@@ -73,3 +75,11 @@ async def config(services: ServicesDep) -> Any:
         "max_question_chars": settings.max_question_chars,
         "ready": rag is not None,
     }
+
+
+def _listed(names: Callable[[], list[str]]) -> list[str]:
+    """``names()``, or [] when the listing fails (an inference server that is down)."""
+    try:
+        return list(names())
+    except MlragError:
+        return []

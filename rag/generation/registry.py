@@ -1,5 +1,5 @@
-"""Generators by name. ``claude`` and ``local`` are imported only when asked for, so the
-extractive path never loads an LLM stack."""
+"""Generators by name. ``claude``, ``openai`` and ``local`` are imported only when asked
+for, so the extractive path never loads an LLM stack."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from rag.config import Settings
     from rag.embeddings import Embedder
 
-GENERATOR_NAMES: tuple[str, ...] = ("auto", "extractive", "local", "claude")
-CONCRETE_GENERATORS: tuple[str, ...] = ("extractive", "local", "claude")
+GENERATOR_NAMES: tuple[str, ...] = ("auto", "extractive", "local", "claude", "openai")
+CONCRETE_GENERATORS: tuple[str, ...] = ("extractive", "local", "claude", "openai")
 
 
 @dataclass
@@ -28,6 +28,7 @@ class SharedResources:
     embedder: Embedder
     sentences: SentenceEmbeddings
     claude_client: Any | None = None  # an ``anthropic.Anthropic`` (tests pass a mocked one)
+    openai_client: Any | None = None  # an ``openai.OpenAI`` for the inference server (tests)
     _local_manager: Any | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -58,12 +59,15 @@ def check_generator_name(name: str) -> str:
 
 
 def resolve_generator_name(name: str, settings: Settings) -> str:
-    """The concrete generator ``name`` stands for: ``auto`` is ``claude`` when an Anthropic
-    key is set, else ``settings.offline_generator`` (whose own ``auto`` is ``local`` when the capable
+    """The concrete generator ``name`` stands for: ``auto`` is ``openai`` when an inference
+    server is configured (``openai_base_url``), else ``claude`` when an Anthropic key is set,
+    else ``settings.offline_generator`` (whose own ``auto`` is ``local`` when the capable
     Qwen2.5-Coder-1.5B GGUF is installed, else ``extractive``)."""
     check_generator_name(name)
     if name != "auto":
         return name
+    if settings.openai_base_url:
+        return "openai"
     if settings.anthropic_api_key is not None and settings.anthropic_api_key.get_secret_value():
         return "claude"
     offline = settings.offline_generator
@@ -90,6 +94,10 @@ def build_generator(name: str, settings: Settings, shared: SharedResources) -> G
         from rag.generation.claude import ClaudeGenerator
 
         return ClaudeGenerator(settings, client=shared.claude_client)
+    if concrete == "openai":
+        from rag.generation.openai_server import OpenAIServerGenerator
+
+        return OpenAIServerGenerator(settings, client=shared.openai_client)
     from rag.generation.local import LocalGenerator
 
     return LocalGenerator(settings, manager=shared.local_manager())

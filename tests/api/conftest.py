@@ -180,6 +180,8 @@ class FakeRAG:
     active: int = 0
     max_active: int = 0
     settings: Settings = field(default_factory=Settings)  # the app's (make_client sets it)
+    server_models: list[str] = field(default_factory=list)  # what an inference server lists
+    raise_on_ask: Exception | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def retriever_names(self) -> list[str]:
@@ -190,6 +192,9 @@ class FakeRAG:
 
     def adapter_names(self) -> list[str]:
         return ["my-adapter"]
+
+    def openai_adapter_names(self) -> list[str]:
+        return list(self.server_models)
 
     def is_ready(self) -> bool:
         return self.ready
@@ -214,7 +219,8 @@ class FakeRAG:
             raise EmptyIndexError("the index is empty")
 
         def check_adapter(adapter: str | None, generator: str) -> str | None:
-            if adapter is not None and adapter not in self.adapter_names():
+            known = self.openai_adapter_names() if generator == "openai" else self.adapter_names()
+            if adapter is not None and adapter not in known:
                 raise UnknownNameError(f"unknown adapter {adapter!r}")
             return adapter
 
@@ -297,6 +303,8 @@ class FakeRAG:
         asked = self._record("ask", self.validate(request))
         question, generator = asked.question, asked.generator
         retriever, adapter = asked.retriever, asked.adapter
+        if self.raise_on_ask is not None:
+            raise self.raise_on_ask
         self._enter()
         try:
             if self.ask_delay_s:

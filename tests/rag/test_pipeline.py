@@ -405,3 +405,29 @@ def test_shared_resources_are_built_once_across_threads(tmp_path) -> None:
     assert len(builds) == 1
     assert len(results) == 8 and all(r is results[0] for r in results)
     assert rag._once("_shared", build) is results[0] and len(builds) == 1
+
+
+def test_openai_adapters_are_checked_against_the_servers_models(
+    rag_pipeline: RAG, monkeypatch
+) -> None:
+    from rag.errors import UnknownNameError
+    from rag.request import AskRequest
+
+    class Models:
+        def model_for(self, adapter: str | None) -> str:
+            if adapter not in (None, "grounded-v3"):
+                raise UnknownNameError(f"unknown adapter {adapter!r}; available: grounded-v3")
+            return adapter or "base"
+
+    class Server:
+        models = Models()
+
+        def adapter_names(self) -> list[str]:
+            return ["grounded-v3"]
+
+    monkeypatch.setattr(rag_pipeline, "generator", lambda name=None: Server())
+    ok = rag_pipeline.validate(AskRequest("q?", generator="openai", adapter="grounded-v3"))
+    assert (ok.generator, ok.adapter) == ("openai", "grounded-v3")
+    with pytest.raises(UnknownNameError, match="available: grounded-v3"):
+        rag_pipeline.validate(AskRequest("q?", generator="openai", adapter="nope"))
+    assert rag_pipeline.openai_adapter_names() == []  # no inference server configured
