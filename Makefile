@@ -57,8 +57,12 @@ run: model ingest
 check-lock: install
 	$(BIN)/python scripts/check_lock.py
 
+# Style (ruff), types (mypy on rag/, api/, cli/: pyproject [tool.mypy]) and the import rules
+# (import-linter contracts in pyproject); `make test` runs it, so CI gates all three.
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: check-lock lint model
 	bash scripts/install-test-deps.sh

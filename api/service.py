@@ -134,9 +134,15 @@ class AnswerStream:
             event, self._pending = self._pending, None
         else:
             event = await anext(self._events)
-        if event_kind(event) == "answer":
-            return AnswerEvent(link_citations(event.answer, self._link_base))  # type: ignore[attr-defined]
-        return event
+        # Test doubles may send other event classes with a ``type``: normalise them here, so
+        # the front doors can rely on the two core event types.
+        kind = event_kind(event)
+        if kind == "answer":
+            answer: Answer = getattr(event, "answer")  # noqa: B009 - any event with an answer
+            return AnswerEvent(link_citations(answer, self._link_base))
+        if isinstance(event, TokenEvent):
+            return event
+        return TokenEvent(str(getattr(event, "text", "")))
 
     async def aclose(self) -> None:
         """Close the underlying stream and release the slot (once)."""

@@ -26,6 +26,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
@@ -373,7 +374,9 @@ class SlackBot:
         return self.loop
 
     # --- HTTP ----------------------------------------------------------------------------
-    def dispatch(self, body: str, query: str, headers: dict[str, str]) -> BoltResponse:
+    def dispatch(
+        self, body: str, query: str, headers: dict[str, str | Sequence[str]]
+    ) -> BoltResponse:
         """Run one verified HTTP request through bolt (ack, listeners); 400 when bolt cannot
         make sense of it."""
         from slack_bolt import BoltRequest
@@ -406,7 +409,7 @@ def mount_slack(app: FastAPI, services: Services) -> SlackBot:
         # Signature first, then parsing: unsigned junk is refused before any decoder sees it.
         text = verify_slack_request(bot.verifier, body, request.headers)
         check_slack_payload(text, request.headers.get("content-type"))
-        headers = {k: v for k, v in request.headers.items()}
+        headers: dict[str, str | Sequence[str]] = dict(request.headers.items())
         # bolt's dispatch blocks (signature check, auth.test once, ack): keep it off the loop.
         bolt_response = await run_in_threadpool(bot.dispatch, text, request.url.query, headers)
         return bolt_to_response(bolt_response)

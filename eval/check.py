@@ -61,8 +61,11 @@ class SourceLookup(Protocol):
 class SourceTexts(Protocol):
     """A source's text as the index sees it (``loaded``) and as stored on disk (``raw``)."""
 
-    loaded: str
-    raw: str
+    @property
+    def loaded(self) -> str: ...
+
+    @property
+    def raw(self) -> str: ...
 
 
 def default_mirror(settings: Settings) -> Path | None:

@@ -34,87 +34,264 @@ class Settings(BaseSettings):
     )
 
     # --- storage -------------------------------------------------------------------------
-    data_dir: Path = Field(Path("data"), description="Everything ingest writes (index, models, adapters, feedback).")
-    chroma_url: str | None = Field(None, description="Use a Chroma server (http://host:port) instead of the embedded store.")
+    data_dir: Path = Field(
+        Path("data"), description="Everything ingest writes (index, models, adapters, feedback)."
+    )
+    chroma_url: str | None = Field(
+        None, description="Use a Chroma server (http://host:port) instead of the embedded store."
+    )
     collection: str = Field("mlrag", description="Chroma collection name.")
 
     # --- corpus & ingest -----------------------------------------------------------------
-    sources: Path = Field(PROJECT_ROOT / "corpus" / "sources.toml", description="The sources file to ingest.")
-    mirror: Path | None = Field(None, description="Folder with MANIFEST.json mapping URL → local file; URLs resolve there instead of the network.")
-    chunk_tokens: int = Field(200, ge=32, le=512, description="Chunk size in embedding-model tokens (header included, must fit the model window).")
-    chunk_overlap: int = Field(32, ge=0, le=256, description="Overlap between neighbouring chunks, in tokens.")
-    fetch_timeout_s: float = Field(15.0, gt=0, description="HTTP timeout per request when fetching URL sources.")
+    sources: Path = Field(
+        PROJECT_ROOT / "corpus" / "sources.toml", description="The sources file to ingest."
+    )
+    mirror: Path | None = Field(
+        None,
+        description="Folder with MANIFEST.json mapping URL → local file; URLs resolve there instead of the network.",
+    )
+    chunk_tokens: int = Field(
+        200,
+        ge=32,
+        le=512,
+        description="Chunk size in embedding-model tokens (header included, must fit the model window).",
+    )
+    chunk_overlap: int = Field(
+        32, ge=0, le=256, description="Overlap between neighbouring chunks, in tokens."
+    )
+    fetch_timeout_s: float = Field(
+        15.0, gt=0, description="HTTP timeout per request when fetching URL sources."
+    )
     fetch_max_bytes: int = Field(5_000_000, gt=0, description="Size cap per fetched page.")
-    fetch_delay_s: float = Field(1.0, ge=0, description="Polite delay between requests to the same host.")
-    user_agent: str = Field("mlrag/0.1 (+https://github.com/mlrag)", description="User-Agent sent when fetching.")
-    fetch_max_pages: int = Field(200, ge=1, description="Most pages one URL source's link crawl fetches (start page included).")
+    fetch_delay_s: float = Field(
+        1.0, ge=0, description="Polite delay between requests to the same host."
+    )
+    user_agent: str = Field(
+        "mlrag/0.1 (+https://github.com/mlrag)", description="User-Agent sent when fetching."
+    )
+    fetch_max_pages: int = Field(
+        200,
+        ge=1,
+        description="Most pages one URL source's link crawl fetches (start page included).",
+    )
     embed_batch_size: int = Field(32, ge=1, description="Chunks per embedding batch.")
-    ingest_lock_timeout_s: float = Field(0.0, ge=0, description="Seconds an ingest waits for another ingest on the same data dir to finish before failing (0 = fail at once: a second concurrent ingest is usually a mistake).")
+    ingest_lock_timeout_s: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds an ingest waits for another ingest on the same data dir to finish before failing (0 = fail at once: a second concurrent ingest is usually a mistake).",
+    )
 
     # --- models --------------------------------------------------------------------------
-    embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="Sentence-transformers model: hub name or local path (the packaged copy is used when installed).")
-    torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = number of CPU cores.")
-    reranker_model: str | None = Field(None, description="CrossEncoder for '+rerank' retrievers, path or hub name (e.g. cross-encoder/ms-marco-MiniLM-L6-v2).")
-    local_model: str = Field("auto", description="Local LLM: 'auto' (Qwen2.5-Coder-1.5B GGUF when installed in data_dir/models by scripts/install_model.py, else SmolLM2), 'qwen2.5-coder-1.5b', 'smollm2' (the packaged GGUF), a path to a .gguf file, or a Hugging Face hub name / folder.")
-    local_runtime: str = Field("auto", description="Runtime of the local LLM: 'auto' (GGUF files on llama.cpp, Hugging Face models on transformers), 'llamacpp' or 'transformers' (needed for PEFT adapters, 4-bit and LoRA training).")
-    llamacpp_threads: int = Field(0, ge=0, description="llama.cpp threads for prompt processing and decoding; 0 = number of CPU cores.")
-    llamacpp_n_ctx: int = Field(4096, ge=256, le=32768, description="llama.cpp context window in tokens (prompt + answer); a longer prompt is an error.")
+    embedding_model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="Sentence-transformers model: hub name or local path (the packaged copy is used when installed).",
+    )
+    torch_threads: int = Field(
+        0, ge=0, description="torch intra-op threads; 0 = number of CPU cores."
+    )
+    reranker_model: str | None = Field(
+        None,
+        description="CrossEncoder for '+rerank' retrievers, path or hub name (e.g. cross-encoder/ms-marco-MiniLM-L6-v2).",
+    )
+    local_model: str = Field(
+        "auto",
+        description="Local LLM: 'auto' (Qwen2.5-Coder-1.5B GGUF when installed in data_dir/models by scripts/install_model.py, else SmolLM2), 'qwen2.5-coder-1.5b', 'smollm2' (the packaged GGUF), a path to a .gguf file, or a Hugging Face hub name / folder.",
+    )
+    local_runtime: str = Field(
+        "auto",
+        description="Runtime of the local LLM: 'auto' (GGUF files on llama.cpp, Hugging Face models on transformers), 'llamacpp' or 'transformers' (needed for PEFT adapters, 4-bit and LoRA training).",
+    )
+    llamacpp_threads: int = Field(
+        0,
+        ge=0,
+        description="llama.cpp threads for prompt processing and decoding; 0 = number of CPU cores.",
+    )
+    llamacpp_n_ctx: int = Field(
+        4096,
+        ge=256,
+        le=32768,
+        description="llama.cpp context window in tokens (prompt + answer); a longer prompt is an error.",
+    )
     local_4bit: bool = Field(True, description="Load the local LLM in 4-bit nf4 (bitsandbytes).")
-    local_max_new_tokens: int = Field(200, ge=1, le=4096, description="Generation length limit of the local LLM.")
-    local_queue_size: int = Field(4, ge=0, description="Requests that may wait for the local LLM before new ones are refused.")
-    local_repetition_penalty: float = Field(1.1, ge=1.0, le=2.0, description="Repetition penalty of the local LLM's greedy decoding (small models loop without it).")
-    anthropic_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("MLRAG_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"), description="Claude API key (ANTHROPIC_API_KEY); enables the 'claude' generator.")
-    anthropic_base_url: str | None = Field(None, description="Override the Anthropic API base URL (proxies, tests).")
+    local_max_new_tokens: int = Field(
+        200, ge=1, le=4096, description="Generation length limit of the local LLM."
+    )
+    local_queue_size: int = Field(
+        4, ge=0, description="Requests that may wait for the local LLM before new ones are refused."
+    )
+    local_repetition_penalty: float = Field(
+        1.1,
+        ge=1.0,
+        le=2.0,
+        description="Repetition penalty of the local LLM's greedy decoding (small models loop without it).",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("MLRAG_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+        description="Claude API key (ANTHROPIC_API_KEY); enables the 'claude' generator.",
+    )
+    anthropic_base_url: str | None = Field(
+        None, description="Override the Anthropic API base URL (proxies, tests)."
+    )
     claude_model: str = Field("claude-sonnet-4-5", description="Claude model name.")
     claude_max_retries: int = Field(3, ge=0, description="Retries on 429/500/529 and timeouts.")
     claude_timeout_s: float = Field(60.0, gt=0, description="Claude request timeout.")
-    claude_max_tokens: int = Field(1024, ge=1, le=64000, description="Longest Claude answer in tokens; an answer cut off at this limit is an error, not a partial answer.")
-    openai_base_url: str | None = Field(None, description="Base URL of an OpenAI-compatible inference server for the 'openai' generator (vLLM, llama.cpp's server, TGI, Ollama), e.g. http://127.0.0.1:8080/v1; when set, generator 'auto' uses it.")
-    openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("MLRAG_OPENAI_API_KEY", "OPENAI_API_KEY"), description="API key the inference server expects (OPENAI_API_KEY; vLLM's --api-key); never logged.")
-    openai_model: str | None = Field(None, description="Base model name on the inference server (vLLM's served model name); None = the first model the server lists.")
-    openai_timeout_s: float = Field(60.0, gt=0, description="Inference-server timeout per request, and the longest wait for the next streamed token.")
-    openai_max_retries: int = Field(2, ge=0, description="Retries (exponential backoff, honouring Retry-After) on connection errors, 429 and 5xx before the first token; never after it.")
-    openai_max_tokens: int = Field(512, ge=1, le=32768, description="Longest answer the inference server may write, in tokens.")
-    openai_models_ttl_s: float = Field(60.0, ge=0, description="Seconds the inference server's model list (GET /v1/models: base model and LoRA adapters) is cached.")
+    claude_max_tokens: int = Field(
+        1024,
+        ge=1,
+        le=64000,
+        description="Longest Claude answer in tokens; an answer cut off at this limit is an error, not a partial answer.",
+    )
+    openai_base_url: str | None = Field(
+        None,
+        description="Base URL of an OpenAI-compatible inference server for the 'openai' generator (vLLM, llama.cpp's server, TGI, Ollama), e.g. http://127.0.0.1:8080/v1; when set, generator 'auto' uses it.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("MLRAG_OPENAI_API_KEY", "OPENAI_API_KEY"),
+        description="API key the inference server expects (OPENAI_API_KEY; vLLM's --api-key); never logged.",
+    )
+    openai_model: str | None = Field(
+        None,
+        description="Base model name on the inference server (vLLM's served model name); None = the first model the server lists.",
+    )
+    openai_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Inference-server timeout per request, and the longest wait for the next streamed token.",
+    )
+    openai_max_retries: int = Field(
+        2,
+        ge=0,
+        description="Retries (exponential backoff, honouring Retry-After) on connection errors, 429 and 5xx before the first token; never after it.",
+    )
+    openai_max_tokens: int = Field(
+        512, ge=1, le=32768, description="Longest answer the inference server may write, in tokens."
+    )
+    openai_models_ttl_s: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds the inference server's model list (GET /v1/models: base model and LoRA adapters) is cached.",
+    )
 
     # --- retrieval & answering -----------------------------------------------------------
-    retriever: str = Field("hybrid", description="Default retriever: dense, bm25, hybrid, or any of them + '+rerank'.")
-    generator: str = Field("auto", description="Default generator: auto, claude, openai, local, extractive.")
-    offline_generator: str = Field("extractive", description="What 'auto' uses without an Anthropic key: 'extractive', 'local', or 'auto' (local when the Qwen2.5-Coder-1.5B GGUF is installed in data_dir/models, else extractive).")
+    retriever: str = Field(
+        "hybrid", description="Default retriever: dense, bm25, hybrid, or any of them + '+rerank'."
+    )
+    generator: str = Field(
+        "auto", description="Default generator: auto, claude, openai, local, extractive."
+    )
+    offline_generator: str = Field(
+        "extractive",
+        description="What 'auto' uses without an Anthropic key: 'extractive', 'local', or 'auto' (local when the Qwen2.5-Coder-1.5B GGUF is installed in data_dir/models, else extractive).",
+    )
     k: int = Field(5, ge=1, description="Default number of context chunks.")
     max_k: int = Field(50, ge=1, description="Largest k a caller may ask for.")
-    hybrid_weights: tuple[float, float] = Field((1.0, 1.0), description="RRF weights of (dense, bm25).")
+    hybrid_weights: tuple[float, float] = Field(
+        (1.0, 1.0), description="RRF weights of (dense, bm25)."
+    )
     rrf_k: int = Field(60, ge=1, description="RRF rank constant.")
-    hybrid_candidates: int = Field(100, ge=1, description="Candidates each of dense and BM25 adds to the fusion (at least 4·k), the same for every k so that a smaller k gets a prefix of a larger k's hits. Dev split at 50 (what k ≤ 12 used before): recall@3000 chars 0.87, page items 0.90; at 100: 0.90 and 1.00 (150 and 250 no better).")
-    source_boost: dict[str, float] = Field(default_factory=lambda: {"machine-learning": 2.0}, description="Score multiplier per topic for dense/hybrid scores: a prior for the user's own page, whose ~70 chunks otherwise drown among ~3,800 linked-page chunks (2.0 chosen on the gold dev split: test page recall@3000 chars 0.73 → 0.93, linked 0.78 → 0.77).")
+    hybrid_candidates: int = Field(
+        100,
+        ge=1,
+        description="Candidates each of dense and BM25 adds to the fusion (at least 4·k), the same for every k so that a smaller k gets a prefix of a larger k's hits. Dev split at 50 (what k ≤ 12 used before): recall@3000 chars 0.87, page items 0.90; at 100: 0.90 and 1.00 (150 and 250 no better).",
+    )
+    source_boost: dict[str, float] = Field(
+        default_factory=lambda: {"machine-learning": 2.0},
+        description="Score multiplier per topic for dense/hybrid scores: a prior for the user's own page, whose ~70 chunks otherwise drown among ~3,800 linked-page chunks (2.0 chosen on the gold dev split: test page recall@3000 chars 0.73 → 0.93, linked 0.78 → 0.77).",
+    )
     rerank_candidates: int = Field(30, ge=1, description="Candidates the reranker re-scores.")
-    mmr_lambda: float | None = Field(None, ge=0, le=1, description="MMR relevance/diversity trade-off; None disables MMR.")
-    abstain_threshold: float = Field(0.2242, description="Best dense similarity between the query and the retrieved chunks below which the answer is 'not covered': a floor for off-topic questions, while abstain_term_max_df catches near-misses. 0.2242 with abstain_term_max_df=10 chosen on the gold dev split (`mlrag eval calibrate`; dev abstention accuracy 0.78, false abstention 0.00; held-out test 0.40 / 0.06, where similarity alone at 0.30 gave 0.30 / 0.02).")
-    abstain_term_max_df: int = Field(10, ge=-1, description="A question term written as a name or not an ordinary English word (DeepSpeed, AWS, dask) that occurs in at most this many corpus chunks must appear in the retrieved context, else the answer is 'not covered' (see rag.coverage; 10 chosen on the gold dev split with abstain_threshold); -1 turns this check off.")
-    support_threshold: float = Field(0.5, ge=0, le=1, description="Answer sentences whose support (0.5*best embedding cosine to a cited sentence + 0.5*content-word recall in the cited text, see rag.grounding) is below this are unsupported; strict answers drop them.")
+    mmr_lambda: float | None = Field(
+        None, ge=0, le=1, description="MMR relevance/diversity trade-off; None disables MMR."
+    )
+    abstain_threshold: float = Field(
+        0.2242,
+        description="Best dense similarity between the query and the retrieved chunks below which the answer is 'not covered': a floor for off-topic questions, while abstain_term_max_df catches near-misses. 0.2242 with abstain_term_max_df=10 chosen on the gold dev split (`mlrag eval calibrate`; dev abstention accuracy 0.78, false abstention 0.00; held-out test 0.40 / 0.06, where similarity alone at 0.30 gave 0.30 / 0.02).",
+    )
+    abstain_term_max_df: int = Field(
+        10,
+        ge=-1,
+        description="A question term written as a name or not an ordinary English word (DeepSpeed, AWS, dask) that occurs in at most this many corpus chunks must appear in the retrieved context, else the answer is 'not covered' (see rag.coverage; 10 chosen on the gold dev split with abstain_threshold); -1 turns this check off.",
+    )
+    support_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Answer sentences whose support (0.5*best embedding cosine to a cited sentence + 0.5*content-word recall in the cited text, see rag.grounding) is below this are unsupported; strict answers drop them.",
+    )
     max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
 
     # --- service -------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address `mlrag serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `mlrag serve` binds.")
-    public_url: str | None = Field(None, description="The service's externally visible base URL (e.g. https://rag.example.org); absolute links to /documents pages (Slack replies, chat completions) start with it. None = http://{host}:{port}.")
-    api_key_hashes: list[str] = Field(default_factory=list, description="sha256 hex digests of API keys; when set, every /v1 route and /metrics needs `Authorization: Bearer <key>`.")
-    admin_key_hashes: list[str] = Field(default_factory=list, description="sha256 hex digests of admin keys (ingest, feedback export); admin routes are refused while empty.")
-    rate_limit_per_minute: int = Field(0, ge=0, description="Requests per minute per API key or client IP (token bucket); 0 = off.")
-    max_body_bytes: int = Field(65_536, ge=1024, description="Largest request body accepted (413 above).")
-    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default).")
-    ingest_roots: list[Path] = Field(default_factory=list, description="Folders whose files may be ingested over HTTP (empty = no local paths).")
-    allow_private_urls: bool = Field(False, description="Allow ingesting URLs on loopback, private or link-local addresses.")
-    max_concurrent_generations: int = Field(2, ge=1, description="Answers generated at the same time by the API.")
-    max_queued_generations: int = Field(8, ge=0, description="Answers that may wait for a generation slot before new ones get 503.")
-    stream_idle_timeout_s: float = Field(120.0, gt=0, description="A streamed answer that produces no event for this long ends with an error event.")
-    body_timeout_s: float = Field(10.0, gt=0, description="Longest time to receive a request body, from the end of its headers to its last byte; a slower client gets 408 and its connection is closed (bounds slow-body connections).")
-    keep_alive_timeout_s: float = Field(5.0, gt=0, description="Seconds `mlrag serve` keeps an idle keep-alive connection open between requests (uvicorn's timeout_keep_alive).")
-    shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, seconds in-flight answers, SSE streams and acknowledged Slack answers get to finish before they are cancelled (uvicorn's timeout_graceful_shutdown).")
-    docs_enabled: Literal["auto"] | bool = Field("auto", description="Serve /docs (Swagger UI from local files, never a CDN) and /openapi.json: true, false, or auto = on only while no API keys are configured.")
-    slack_signing_secret: SecretStr | None = Field(None, description="Slack signing secret; enables the /slack/events route.")
-    slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...) used to reply.")
-    slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (tests point it at a local fake).")
+    public_url: str | None = Field(
+        None,
+        description="The service's externally visible base URL (e.g. https://rag.example.org); absolute links to /documents pages (Slack replies, chat completions) start with it. None = http://{host}:{port}.",
+    )
+    api_key_hashes: list[str] = Field(
+        default_factory=list,
+        description="sha256 hex digests of API keys; when set, every /v1 route and /metrics needs `Authorization: Bearer <key>`.",
+    )
+    admin_key_hashes: list[str] = Field(
+        default_factory=list,
+        description="sha256 hex digests of admin keys (ingest, feedback export); admin routes are refused while empty.",
+    )
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="Requests per minute per API key or client IP (token bucket); 0 = off."
+    )
+    max_body_bytes: int = Field(
+        65_536, ge=1024, description="Largest request body accepted (413 above)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (none by default)."
+    )
+    ingest_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose files may be ingested over HTTP (empty = no local paths).",
+    )
+    allow_private_urls: bool = Field(
+        False, description="Allow ingesting URLs on loopback, private or link-local addresses."
+    )
+    max_concurrent_generations: int = Field(
+        2, ge=1, description="Answers generated at the same time by the API."
+    )
+    max_queued_generations: int = Field(
+        8, ge=0, description="Answers that may wait for a generation slot before new ones get 503."
+    )
+    stream_idle_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="A streamed answer that produces no event for this long ends with an error event.",
+    )
+    body_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest time to receive a request body, from the end of its headers to its last byte; a slower client gets 408 and its connection is closed (bounds slow-body connections).",
+    )
+    keep_alive_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds `mlrag serve` keeps an idle keep-alive connection open between requests (uvicorn's timeout_keep_alive).",
+    )
+    shutdown_grace_s: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM, seconds in-flight answers, SSE streams and acknowledged Slack answers get to finish before they are cancelled (uvicorn's timeout_graceful_shutdown).",
+    )
+    docs_enabled: Literal["auto"] | bool = Field(
+        "auto",
+        description="Serve /docs (Swagger UI from local files, never a CDN) and /openapi.json: true, false, or auto = on only while no API keys are configured.",
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="Slack signing secret; enables the /slack/events route."
+    )
+    slack_bot_token: SecretStr | None = Field(
+        None, description="Slack bot token (xoxb-...) used to reply."
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/",
+        description="Slack Web API base URL (tests point it at a local fake).",
+    )
 
     @field_validator("data_dir", "sources", "mirror", mode="after")
     @classmethod

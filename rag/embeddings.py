@@ -213,7 +213,7 @@ class Embedder:
     @property
     def max_tokens(self) -> int:
         """The model's window in word pieces (special tokens included)."""
-        return int(self.model.max_seq_length)
+        return int(self.model.max_seq_length or 0)
 
     @property
     def dimension(self) -> int:

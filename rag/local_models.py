@@ -312,6 +312,7 @@ def unpack_cpu_4bit_weights(model: Any) -> int:
         if state is None or not getattr(state, "packing_format_for_cpu", False):
             continue
         nested = state.original_nested
+        assert weight is not None  # it has a quant_state
         weight.data, state = _convert_weight_packed_for_cpu_inverse(weight.data, state)
         if not nested:  # [K / blocksize, N] bf16 back to the flat row-major fp32 layout
             state.absmax = state.absmax.T.reshape(-1).to(state.original_dtype)

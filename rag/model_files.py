@@ -82,7 +82,7 @@ def tqdm_progress(total: int, desc: str) -> ProgressLike:
     """A tqdm byte progress bar on stderr."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)  # type: ignore[return-value]
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
 
 
 def find_part_files(model: SplitModel) -> list[Path]:

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Request
 from api.deps import ApiKey, ServicesDep
 from api.errors import error_body
 from api.schemas import AnswerOut, AskRequest
-from api.service import AnswerService, AnswerStream, event_kind
+from api.service import AnswerService, AnswerStream
 from api.sse import SSE_HEADERS, ClosingStreamingResponse, sse_event
 from rag import request as core
 from rag.errors import GenerationError, MlragError
-from rag.types import Turn
+from rag.types import AnswerEvent, TokenEvent, Turn
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,10 @@ async def answer_sse(
     answered = False
     try:
         async for event in stream:
-            kind = event_kind(event)
-            if kind == "token":
+            if isinstance(event, TokenEvent):
                 tokens += 1
                 yield sse_event("token", {"text": event.text})
-            elif kind == "answer":
+            elif isinstance(event, AnswerEvent):
                 answered = True
                 answers.record_answer(state, event.answer, streamed_tokens=tokens)
                 yield sse_event("answer", event.answer.to_dict())

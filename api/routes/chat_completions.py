@@ -21,12 +21,12 @@ from api.deps import ApiKey, ServicesDep
 from api.doc_links import request_base_url
 from api.errors import error_body
 from api.schemas import ChatCompletionRequest, ChatMessage
-from api.service import AnswerService, AnswerStream, event_kind
+from api.service import AnswerService, AnswerStream
 from api.sse import SSE_HEADERS, ClosingStreamingResponse
 from rag.errors import GenerationError, InvalidInputError, MlragError
 from rag.render import render_sources_markdown
 from rag.request import AskRequest
-from rag.types import Answer, Turn
+from rag.types import Answer, AnswerEvent, TokenEvent, Turn
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
     if last_user is None:
         raise InvalidInputError("messages must contain a user message")
     history = [
-        Turn(role=m.role, content=message_text(m))  # type: ignore[arg-type]
+        Turn(role=m.role, content=message_text(m))
         for m in messages[:last_user]
         if m.role in ("user", "assistant") and message_text(m).strip()
     ]
@@ -129,11 +129,10 @@ async def completion_chunks(
     try:
         yield _chunk(completion_id, model, created, {"role": "assistant", "content": ""})
         async for event in stream:
-            kind = event_kind(event)
-            if kind == "token":
+            if isinstance(event, TokenEvent):
                 tokens += 1
                 yield _chunk(completion_id, model, created, {"content": event.text})
-            elif kind == "answer":
+            elif isinstance(event, AnswerEvent):
                 answered = True
                 answer: Answer = event.answer
                 answers.record_answer(state, answer, streamed_tokens=tokens)

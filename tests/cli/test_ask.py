@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from rag.abstention import ABSTAIN_TEXT
 from cli.ask import run_ask
 from cli.main import build_parser, main
+from rag.abstention import ABSTAIN_TEXT
 from rag.pipeline import RAG
 from rag.store import ChunkStore
 from tests.rag.answering_corpus import answering_settings, build_store, make_answer_store, make_rag

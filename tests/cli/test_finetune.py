@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune.dataset import ExampleBuilder, write_examples
 from cli.main import main
+from finetune.dataset import ExampleBuilder, write_examples
 from rag.qa import QAItem
 from tests.finetune.conftest import GOLD, ITEMS, write_jsonl
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from cli.main import main
 from eval.check import check_gold_files
 from eval.gold import load_gold, select_split
 from eval.relevance import contains_quote, normalize
 from ingest.source_texts import SourceResolver
-from cli.main import main
 from rag.errors import InvalidInputError
 
 URL = "https://example.org/docs/guide.html"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ingest.pipeline import ingest_lock
 from cli.main import main
+from ingest.pipeline import ingest_lock
 from rag.config import Settings
 from rag.store import ChunkStore, release_embedded_client
 from tests.ingest.test_pipeline import write_corpus
