@@ -29,8 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from eval.stats import compare  # noqa: E402
 from cli.finetune import add_example_options  # noqa: E402
+from eval.stats import compare  # noqa: E402
 from finetune.registry import record_metrics  # noqa: E402
 from finetune.train import TrainConfig, train_adapter  # noqa: E402
 from rag.config import Settings  # noqa: E402
