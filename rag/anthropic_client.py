@@ -10,10 +10,10 @@ from rag.errors import ModelUnavailableError
 if TYPE_CHECKING:
     import anthropic
 
-    from rag.config import Settings
+    from rag.config import GenerationSettings
 
 
-def anthropic_client(settings: Settings, purpose: str) -> anthropic.Anthropic:
+def anthropic_client(settings: GenerationSettings, purpose: str) -> anthropic.Anthropic:
     """A client from the settings' key, base URL, timeout and retry count.
 
     Raises ModelUnavailableError naming ``purpose`` (what needs Claude) without a key.

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,18 +22,12 @@ from pydantic_settings import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+S = TypeVar("S", bound=BaseModel)
 
 
-class Settings(BaseSettings):
-    """Every tunable of mlrag. See the README's settings table."""
+class CoreSettings(BaseModel):
+    """Where the index lives and the embedding model every part shares."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="MLRAG_",
-        extra="ignore",
-        validate_default=True,
-    )
-
-    # --- storage -------------------------------------------------------------------------
     data_dir: Path = Field(
         Path("data"), description="Everything ingest writes (index, models, adapters, feedback)."
     )
@@ -41,8 +35,23 @@ class Settings(BaseSettings):
         None, description="Use a Chroma server (http://host:port) instead of the embedded store."
     )
     collection: str = Field("mlrag", description="Chroma collection name.")
+    embedding_model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="Sentence-transformers model: hub name or local path (the packaged copy is used when installed).",
+    )
+    torch_threads: int = Field(
+        0, ge=0, description="torch intra-op threads; 0 = number of CPU cores."
+    )
 
-    # --- corpus & ingest -----------------------------------------------------------------
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+class IngestSettings(BaseModel):
+    """Loading, fetching and chunking the sources."""
+
     sources: Path = Field(
         PROJECT_ROOT / "corpus" / "sources.toml", description="The sources file to ingest."
     )
@@ -81,17 +90,68 @@ class Settings(BaseSettings):
         description="Seconds an ingest waits for another ingest on the same data dir to finish before failing (0 = fail at once: a second concurrent ingest is usually a mistake).",
     )
 
-    # --- models --------------------------------------------------------------------------
-    embedding_model: str = Field(
-        "sentence-transformers/all-MiniLM-L6-v2",
-        description="Sentence-transformers model: hub name or local path (the packaged copy is used when installed).",
+    @field_validator("sources", "mirror", mode="after")
+    @classmethod
+    def _expand_paths(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+
+class RetrievalSettings(BaseModel):
+    """Retrievers and their fusion."""
+
+    retriever: str = Field(
+        "hybrid", description="Default retriever: dense, bm25, hybrid, or any of them + '+rerank'."
     )
-    torch_threads: int = Field(
-        0, ge=0, description="torch intra-op threads; 0 = number of CPU cores."
+    k: int = Field(5, ge=1, description="Default number of context chunks.")
+    max_k: int = Field(50, ge=1, description="Largest k a caller may ask for.")
+    hybrid_weights: tuple[float, float] = Field(
+        (1.0, 1.0), description="RRF weights of (dense, bm25)."
+    )
+    rrf_k: int = Field(60, ge=1, description="RRF rank constant.")
+    hybrid_candidates: int = Field(
+        100,
+        ge=1,
+        description="Candidates each of dense and BM25 adds to the fusion (at least 4·k), the same for every k so that a smaller k gets a prefix of a larger k's hits. Dev split at 50 (what k ≤ 12 used before): recall@3000 chars 0.87, page items 0.90; at 100: 0.90 and 1.00 (150 and 250 no better).",
+    )
+    source_boost: dict[str, float] = Field(
+        default_factory=lambda: {"machine-learning": 2.0},
+        description="Score multiplier per topic for dense/hybrid scores: a prior for the user's own page, whose ~70 chunks otherwise drown among ~3,800 linked-page chunks (2.0 chosen on the gold dev split: test page recall@3000 chars 0.73 → 0.93, linked 0.78 → 0.77).",
     )
     reranker_model: str | None = Field(
         None,
         description="CrossEncoder for '+rerank' retrievers, path or hub name (e.g. cross-encoder/ms-marco-MiniLM-L6-v2).",
+    )
+    rerank_candidates: int = Field(30, ge=1, description="Candidates the reranker re-scores.")
+    mmr_lambda: float | None = Field(
+        None, ge=0, le=1, description="MMR relevance/diversity trade-off; None disables MMR."
+    )
+
+
+class GenerationSettings(BaseModel):
+    """Answering: generators and their models, abstention, verification."""
+
+    generator: str = Field(
+        "auto", description="Default generator: auto, claude, openai, local, extractive."
+    )
+    offline_generator: str = Field(
+        "extractive",
+        description="What 'auto' uses without an Anthropic key: 'extractive', 'local', or 'auto' (local when the Qwen2.5-Coder-1.5B GGUF is installed in data_dir/models, else extractive).",
+    )
+    max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
+    abstain_threshold: float = Field(
+        0.2242,
+        description="Best dense similarity between the query and the retrieved chunks below which the answer is 'not covered': a floor for off-topic questions, while abstain_term_max_df catches near-misses. 0.2242 with abstain_term_max_df=10 chosen on the gold dev split (`mlrag eval calibrate`; dev abstention accuracy 0.78, false abstention 0.00; held-out test 0.40 / 0.06, where similarity alone at 0.30 gave 0.30 / 0.02).",
+    )
+    abstain_term_max_df: int = Field(
+        10,
+        ge=-1,
+        description="A question term written as a name or not an ordinary English word (DeepSpeed, AWS, dask) that occurs in at most this many corpus chunks must appear in the retrieved context, else the answer is 'not covered' (see rag.coverage; 10 chosen on the gold dev split with abstain_threshold); -1 turns this check off.",
+    )
+    support_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Answer sentences whose support (0.5*best embedding cosine to a cited sentence + 0.5*content-word recall in the cited text, see rag.grounding) is below this are unsupported; strict answers drop them.",
     )
     local_model: str = Field(
         "auto",
@@ -174,54 +234,10 @@ class Settings(BaseSettings):
         description="Seconds the inference server's model list (GET /v1/models: base model and LoRA adapters) is cached.",
     )
 
-    # --- retrieval & answering -----------------------------------------------------------
-    retriever: str = Field(
-        "hybrid", description="Default retriever: dense, bm25, hybrid, or any of them + '+rerank'."
-    )
-    generator: str = Field(
-        "auto", description="Default generator: auto, claude, openai, local, extractive."
-    )
-    offline_generator: str = Field(
-        "extractive",
-        description="What 'auto' uses without an Anthropic key: 'extractive', 'local', or 'auto' (local when the Qwen2.5-Coder-1.5B GGUF is installed in data_dir/models, else extractive).",
-    )
-    k: int = Field(5, ge=1, description="Default number of context chunks.")
-    max_k: int = Field(50, ge=1, description="Largest k a caller may ask for.")
-    hybrid_weights: tuple[float, float] = Field(
-        (1.0, 1.0), description="RRF weights of (dense, bm25)."
-    )
-    rrf_k: int = Field(60, ge=1, description="RRF rank constant.")
-    hybrid_candidates: int = Field(
-        100,
-        ge=1,
-        description="Candidates each of dense and BM25 adds to the fusion (at least 4·k), the same for every k so that a smaller k gets a prefix of a larger k's hits. Dev split at 50 (what k ≤ 12 used before): recall@3000 chars 0.87, page items 0.90; at 100: 0.90 and 1.00 (150 and 250 no better).",
-    )
-    source_boost: dict[str, float] = Field(
-        default_factory=lambda: {"machine-learning": 2.0},
-        description="Score multiplier per topic for dense/hybrid scores: a prior for the user's own page, whose ~70 chunks otherwise drown among ~3,800 linked-page chunks (2.0 chosen on the gold dev split: test page recall@3000 chars 0.73 → 0.93, linked 0.78 → 0.77).",
-    )
-    rerank_candidates: int = Field(30, ge=1, description="Candidates the reranker re-scores.")
-    mmr_lambda: float | None = Field(
-        None, ge=0, le=1, description="MMR relevance/diversity trade-off; None disables MMR."
-    )
-    abstain_threshold: float = Field(
-        0.2242,
-        description="Best dense similarity between the query and the retrieved chunks below which the answer is 'not covered': a floor for off-topic questions, while abstain_term_max_df catches near-misses. 0.2242 with abstain_term_max_df=10 chosen on the gold dev split (`mlrag eval calibrate`; dev abstention accuracy 0.78, false abstention 0.00; held-out test 0.40 / 0.06, where similarity alone at 0.30 gave 0.30 / 0.02).",
-    )
-    abstain_term_max_df: int = Field(
-        10,
-        ge=-1,
-        description="A question term written as a name or not an ordinary English word (DeepSpeed, AWS, dask) that occurs in at most this many corpus chunks must appear in the retrieved context, else the answer is 'not covered' (see rag.coverage; 10 chosen on the gold dev split with abstain_threshold); -1 turns this check off.",
-    )
-    support_threshold: float = Field(
-        0.5,
-        ge=0,
-        le=1,
-        description="Answer sentences whose support (0.5*best embedding cosine to a cited sentence + 0.5*content-word recall in the cited text, see rag.grounding) is below this are unsupported; strict answers drop them.",
-    )
-    max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
 
-    # --- service -------------------------------------------------------------------------
+class ServiceSettings(BaseModel):
+    """The HTTP service: binding, keys, limits, timeouts."""
+
     host: str = Field("127.0.0.1", description="Address `mlrag serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `mlrag serve` binds.")
     public_url: str | None = Field(
@@ -282,6 +298,11 @@ class Settings(BaseSettings):
         "auto",
         description="Serve /docs (Swagger UI from local files, never a CDN) and /openapi.json: true, false, or auto = on only while no API keys are configured.",
     )
+
+
+class SlackSettings(BaseModel):
+    """The Slack bot."""
+
     slack_signing_secret: SecretStr | None = Field(
         None, description="Slack signing secret; enables the /slack/events route."
     )
@@ -293,10 +314,25 @@ class Settings(BaseSettings):
         description="Slack Web API base URL (tests point it at a local fake).",
     )
 
-    @field_validator("data_dir", "sources", "mirror", mode="after")
-    @classmethod
-    def _expand(cls, value: Path | None) -> Path | None:
-        return value.expanduser() if value is not None else None
+
+class Settings(
+    BaseSettings,
+    CoreSettings,
+    IngestSettings,
+    RetrievalSettings,
+    GenerationSettings,
+    ServiceSettings,
+    SlackSettings,
+):
+    """Every tunable of mlrag, read from one flat set of names (``MLRAG_<FIELD>``, the
+    ``mlrag.toml`` keys) and grouped in sections: each part of the code receives only its
+    section (``settings.retrieval``, ``settings.generation``, ...). See the README's table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLRAG_",
+        extra="ignore",
+        validate_default=True,
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -313,6 +349,42 @@ class Settings(BaseSettings):
             env_settings,
             TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
         )
+
+    # --- sections --------------------------------------------------------------------------
+    def _section(self, section: type[S]) -> S:
+        return section.model_construct(
+            **{name: getattr(self, name) for name in section.model_fields}
+        )
+
+    @property
+    def core(self) -> CoreSettings:
+        """The core section."""
+        return self._section(CoreSettings)
+
+    @property
+    def ingest(self) -> IngestSettings:
+        """The ingest section."""
+        return self._section(IngestSettings)
+
+    @property
+    def retrieval(self) -> RetrievalSettings:
+        """The retrieval section."""
+        return self._section(RetrievalSettings)
+
+    @property
+    def generation(self) -> GenerationSettings:
+        """The generation section."""
+        return self._section(GenerationSettings)
+
+    @property
+    def service(self) -> ServiceSettings:
+        """The service section."""
+        return self._section(ServiceSettings)
+
+    @property
+    def slack(self) -> SlackSettings:
+        """The slack section."""
+        return self._section(SlackSettings)
 
     # --- derived paths -------------------------------------------------------------------
     @property

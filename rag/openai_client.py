@@ -23,7 +23,7 @@ from rag.errors import (
 if TYPE_CHECKING:
     import openai
 
-    from rag.config import Settings
+    from rag.config import GenerationSettings
 
 # Sent when no key is configured: servers started without --api-key ignore it, and the SDK
 # refuses to build a client without one.
@@ -37,7 +37,7 @@ BACKOFF_CAP_S = 8.0
 TRANSIENT_STATUSES = frozenset({408, 409, 429})
 
 
-def openai_client(settings: Settings) -> openai.OpenAI:
+def openai_client(settings: GenerationSettings) -> openai.OpenAI:
     """A client for ``settings.openai_base_url`` with the settings' key and timeout and the
     SDK's retries off. ConfigError when no base URL is set."""
     import httpx2

@@ -9,28 +9,58 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rag.config import Settings
+from rag.config import (
+    CoreSettings,
+    GenerationSettings,
+    IngestSettings,
+    RetrievalSettings,
+    ServiceSettings,
+    Settings,
+    SlackSettings,
+)
+
+# The sections of rag.config, in the order the table lists them (``settings.<section>``).
+SECTIONS = (
+    ("core", CoreSettings),
+    ("ingest", IngestSettings),
+    ("retrieval", RetrievalSettings),
+    ("generation", GenerationSettings),
+    ("service", ServiceSettings),
+    ("slack", SlackSettings),
+)
 
 
-def settings_rows() -> list[tuple[str, str, str]]:
-    """(environment variable, default, description) for every setting."""
+def settings_rows() -> list[tuple[str, str, str, str]]:
+    """(section, environment variable, default, description) for every setting."""
     rows = []
-    for name, field in Settings.model_fields.items():
-        env = f"MLRAG_{name.upper()}"
-        if name == "anthropic_api_key":
-            env = "ANTHROPIC_API_KEY (or MLRAG_ANTHROPIC_API_KEY)"
-        default = field.get_default(call_default_factory=True)
-        shown = "—" if default is None else str(default)
-        if "PROJECT_ROOT" in repr(field.default) or name == "sources":
-            shown = "corpus/sources.toml"
-        rows.append((env, shown, field.description or ""))
+    for section, model in SECTIONS:
+        for name in model.model_fields:
+            rows.append((section, *_row(name)))
     return rows
+
+
+def _row(name: str) -> tuple[str, str, str]:
+    """(environment variable, default, description) of one setting."""
+    field = Settings.model_fields[name]
+    env = f"MLRAG_{name.upper()}"
+    if name == "anthropic_api_key":
+        env = "ANTHROPIC_API_KEY (or MLRAG_ANTHROPIC_API_KEY)"
+    if name == "openai_api_key":
+        env = "OPENAI_API_KEY (or MLRAG_OPENAI_API_KEY)"
+    default = field.get_default(call_default_factory=True)
+    shown = "—" if default is None else str(default)
+    if "PROJECT_ROOT" in repr(field.default) or name == "sources":
+        shown = "corpus/sources.toml"
+    return env, shown, field.description or ""
 
 
 def render() -> str:
     """The Markdown table."""
-    lines = ["| variable | default | meaning |", "|---|---|---|"]
-    lines += [f"| `{env}` | `{default}` | {desc} |" for env, default, desc in settings_rows()]
+    lines = ["| section | variable | default | meaning |", "|---|---|---|---|"]
+    lines += [
+        f"| {section} | `{env}` | `{default}` | {desc} |"
+        for section, env, default, desc in settings_rows()
+    ]
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ import httpx2  # the SDK's HTTP library (an httpx fork); mid-stream read errors 
 
 from rag.abstention import is_decline
 from rag.citations import MARKER, parse_numbers
-from rag.config import Settings
+from rag.config import GenerationSettings
 from rag.errors import (
     GenerationError,
     InvalidInputError,
@@ -185,7 +185,9 @@ class ClaudeGenerator:
 
     name = "claude"
 
-    def __init__(self, settings: Settings, client: anthropic.Anthropic | None = None) -> None:
+    def __init__(
+        self, settings: GenerationSettings, client: anthropic.Anthropic | None = None
+    ) -> None:
         """Use ``client`` if given (tests, custom transports), else build one from the
         settings' key, base URL, timeout and retry count."""
         self.settings = settings

@@ -28,7 +28,7 @@ from rag.sentences import (
 from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent, Turn
 
 if TYPE_CHECKING:
-    from rag.config import Settings
+    from rag.config import RetrievalSettings
     from rag.embeddings import Embedder
 
 # Questions that name code let code lines compete without the code penalty.
@@ -273,7 +273,7 @@ class ExtractiveGenerator:
 
     def __init__(
         self,
-        settings: Settings,
+        retrieval: RetrievalSettings,
         embedder: Embedder,
         sentences: SentenceEmbeddings | None = None,
         *,
@@ -286,7 +286,6 @@ class ExtractiveGenerator:
         same_block_bonus: float = SAME_BLOCK_BONUS,
         preferred_source_bonus: float = PREFERRED_SOURCE_BONUS,
     ) -> None:
-        self.settings = settings
         self.embedder = embedder
         self.sentences = sentences or SentenceEmbeddings(embedder)
         self.max_sentences = max_sentences
@@ -301,7 +300,7 @@ class ExtractiveGenerator:
         self.same_block_bonus = same_block_bonus
         self.preferred_source_bonus = preferred_source_bonus
         self.preferred_topics = frozenset(
-            topic for topic, boost in settings.source_boost.items() if boost > 1
+            topic for topic, boost in retrieval.source_boost.items() if boost > 1
         )
 
     def _pool(

@@ -28,7 +28,7 @@ from rag.prompt import build_prompt
 from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent, Turn
 
 if TYPE_CHECKING:
-    from rag.config import Settings
+    from rag.config import GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class OpenAIServerGenerator:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: GenerationSettings,
         client: Any | None = None,
         models: ServerModels | None = None,
         *,

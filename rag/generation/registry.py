@@ -89,15 +89,15 @@ def build_generator(name: str, settings: Settings, shared: SharedResources) -> G
     if concrete == "extractive":
         from rag.generation.extractive import ExtractiveGenerator
 
-        return ExtractiveGenerator(settings, shared.embedder, shared.sentences)
+        return ExtractiveGenerator(settings.retrieval, shared.embedder, shared.sentences)
     if concrete == "claude":
         from rag.generation.claude import ClaudeGenerator
 
-        return ClaudeGenerator(settings, client=shared.claude_client)
+        return ClaudeGenerator(settings.generation, client=shared.claude_client)
     if concrete == "openai":
         from rag.generation.openai_server import OpenAIServerGenerator
 
-        return OpenAIServerGenerator(settings, client=shared.openai_client)
+        return OpenAIServerGenerator(settings.generation, client=shared.openai_client)
     from rag.generation.local import LocalGenerator
 
     return LocalGenerator(settings, manager=shared.local_manager())

@@ -63,3 +63,36 @@ def test_readme_documents_every_setting() -> None:
         if f"MLRAG_{name.upper()}" not in readme and name != "anthropic_api_key"
     ]
     assert not missing, f"README settings table lacks: {missing} (run scripts/settings_table.py)"
+
+
+def test_settings_sections_partition_the_flat_names(monkeypatch) -> None:
+    from rag.config import (
+        CoreSettings,
+        GenerationSettings,
+        IngestSettings,
+        RetrievalSettings,
+        ServiceSettings,
+        SlackSettings,
+    )
+
+    sections = (
+        CoreSettings,
+        IngestSettings,
+        RetrievalSettings,
+        GenerationSettings,
+        ServiceSettings,
+        SlackSettings,
+    )
+    names = [name for section in sections for name in section.model_fields]
+    assert sorted(names) == sorted(Settings.model_fields)  # each setting in exactly one section
+    # The environment names users set keep working; each part reads its own section.
+    monkeypatch.setenv("MLRAG_K", "7")
+    monkeypatch.setenv("MLRAG_SOURCE_BOOST", '{"numpy": 1.5}')
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-x")
+    monkeypatch.setenv("MLRAG_SLACK_API_URL", "http://127.0.0.1:9/api/")
+    settings = Settings()
+    assert settings.retrieval.k == 7 and settings.retrieval.source_boost == {"numpy": 1.5}
+    assert settings.generation.anthropic_api_key.get_secret_value() == "sk-ant-x"
+    assert settings.slack.slack_api_url == "http://127.0.0.1:9/api/"
+    assert settings.model_copy(update={"k": 3}).retrieval.k == 3
+    assert isinstance(settings, RetrievalSettings)  # a whole Settings also serves as a section

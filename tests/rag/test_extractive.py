@@ -30,7 +30,7 @@ from tests.rag.answering_corpus import INJECTION, corpus_chunks, hits_for
 
 @pytest.fixture
 def generator(embedder) -> ExtractiveGenerator:
-    return ExtractiveGenerator(Settings(torch_threads=1), embedder)
+    return ExtractiveGenerator(Settings(torch_threads=1).retrieval, embedder)
 
 
 def _assert_verbatim_and_cited(text: str, hits) -> None:
@@ -236,7 +236,7 @@ def test_a_flattened_call_is_quoted_from_the_commented_argument(generator) -> No
 
 def test_sentences_from_the_users_page_get_the_source_bonus(embedder) -> None:
     settings = Settings(torch_threads=1, source_boost={"machine-learning": 2.0, "numpy": 0.5})
-    generator = ExtractiveGenerator(settings, embedder, preferred_source_bonus=0.1)
+    generator = ExtractiveGenerator(settings.retrieval, embedder, preferred_source_bonus=0.1)
     assert generator.preferred_topics == {"machine-learning"}
     text = "Dropout randomly sets a fraction of activations to zero during training."
     hits = [
@@ -303,7 +303,7 @@ class _CountingSentences(SentenceEmbeddings):
 
 def test_an_answer_embeds_at_most_max_embedded_sentences(embedder) -> None:
     sentences = _CountingSentences(embedder)
-    generator = ExtractiveGenerator(Settings(torch_threads=1), embedder, sentences)
+    generator = ExtractiveGenerator(Settings(torch_threads=1).retrieval, embedder, sentences)
     long_chunk = " ".join(f"Sentence number {i} talks about dropout rates." for i in range(40))
     hits = _hits(long_chunk, DROPOUT)
     answer = generator.generate("How does dropout reduce overfitting?", hits)
