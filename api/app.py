@@ -33,6 +33,7 @@ from api.limits import (
 )
 from api.metrics import Metrics
 from api.security_headers import SecurityHeadersMiddleware
+from api.workers import WorkerHeaderMiddleware, generation_slots
 from rag.config import Settings
 from rag.errors import MlragError
 
@@ -57,12 +58,13 @@ def load_rag(settings: Settings) -> Any:
 
 
 def build_services(settings: Settings, rag: Any = None) -> Services:
-    """The shared state of one app."""
+    """The shared state of one app. With several workers (``settings.workers``) the
+    generation gate is this worker's share of the totals; rate limits stay per worker."""
     return Services(
         settings=settings,
         metrics=Metrics(),
         limiter=RateLimiter(settings.rate_limit_per_minute),
-        gate=GenerationGate(settings.max_concurrent_generations, settings.max_queued_generations),
+        gate=GenerationGate(*generation_slots(settings)),
         jobs=IngestJobs(),
         feedback=FeedbackStore(settings.data_dir / "feedback.jsonl"),
         rag=rag,
@@ -83,6 +85,15 @@ async def _load_pipeline(services: Services) -> None:
         log.exception("pipeline failed to load, serving /health only")
 
 
+def _share_jobs(services: Services) -> None:
+    """With a Chroma server, publish ingest jobs there so every worker can report them."""
+    store = getattr(services.rag, "store", None)
+    if getattr(store, "server", False):
+        from api.job_board import ChromaJobBoard
+
+        services.jobs.attach(ChromaJobBoard(store.client, services.settings.collection))  # type: ignore[union-attr]
+
+
 def create_app(settings: Settings | None = None, rag: Any = None) -> FastAPI:
     """The mlrag HTTP service. Pass ``rag`` to serve an existing pipeline (tests); otherwise
     it is built from ``settings`` at start-up."""
@@ -93,10 +104,12 @@ def create_app(settings: Settings | None = None, rag: Any = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services.rag is None:
             await _load_pipeline(services)
+        _share_jobs(services)
         try:
             yield
         finally:
             services.jobs.shutdown()
+            services.metrics.close()
             if services.slack is not None:
                 # Acknowledged Slack events are answered in bolt's threads: give them the
                 # same grace as in-flight HTTP answers.
@@ -159,9 +172,12 @@ def create_app(settings: Settings | None = None, rag: Any = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(AccessLogMiddleware, metrics=services.metrics)
+    if settings.workers > 1:
+        app.add_middleware(WorkerHeaderMiddleware)
     return app
 
 
 def app_from_env() -> FastAPI:
-    """An app from environment settings (uvicorn ``--factory`` entry point, used by reload)."""
+    """An app from environment settings (uvicorn ``--factory`` entry point of reload and of
+    ``mlrag serve --workers N``, whose workers each call it)."""
     return create_app(Settings())

@@ -1,13 +1,28 @@
 """Prometheus metrics in a per-app registry (several apps in one process, as in tests, never
-share or clash on collectors)."""
+share or clash on collectors).
+
+With several API workers (``mlrag serve --workers N``) each worker is its own process:
+``mlrag serve`` then sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, every
+worker writes its values there (prometheus_client's multiprocess mode), and ``/metrics`` on
+any worker answers the sum over all workers."""
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from rag.types import Answer
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The folder shared by the workers' metrics, or None in a single process."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 class Metrics:
@@ -23,7 +38,10 @@ class Metrics:
             registry=self.registry,
         )
         self.in_flight = Gauge(
-            "mlrag_http_requests_in_flight", "HTTP requests being handled.", registry=self.registry
+            "mlrag_http_requests_in_flight",
+            "HTTP requests being handled.",
+            registry=self.registry,
+            multiprocess_mode="livesum",  # summed over live workers
         )
         self.retrieval_seconds = Histogram(
             "mlrag_retrieval_seconds",
@@ -86,5 +104,18 @@ class Metrics:
             self.abstentions.labels(generator).inc()
 
     def render(self) -> bytes:
-        """The registry in Prometheus text format."""
-        return generate_latest(self.registry)
+        """The metrics in Prometheus text format (of every worker in multiprocess mode)."""
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return generate_latest(merged)
+
+    def close(self) -> None:
+        """At worker exit: drop this process's live gauges from the shared folder."""
+        if multiprocess_dir() is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())

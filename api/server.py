@@ -21,6 +21,28 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def worker_log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration plus the project's (the ``api`` loggers at
+    ``log_level``, everything else at WARNING), applied in every worker process: spawned
+    workers do not inherit the parent's logging set-up."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["mlrag"] = {
+        "format": "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+    }
+    config["handlers"]["mlrag"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "mlrag",
+        "stream": "ext://sys.stderr",
+    }
+    config["root"] = {"handlers": ["mlrag"], "level": "WARNING"}
+    config["loggers"]["api"] = {"level": log_level.upper()}
+    return config
+
+
 def _exit_after_shutdown(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 

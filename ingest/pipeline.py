@@ -31,8 +31,8 @@ Nothing of a failed source is written: loading and chunking happen before any wr
 document, so a source that fails keeps its old chunks.
 
 Locking: one ingest per data dir, via ``filelock.FileLock(data_dir / "ingest.lock")``.
-With a Chroma server (``MLRAG_CHROMA_URL``) the lock is still local to this machine's data
-dir: two machines ingesting into the same server are not serialised (run one ingest job).
+With a Chroma server (``MLRAG_CHROMA_URL``) an ingest also holds a lease lock stored in the
+server (:mod:`ingest.store_lock`), so ingests from other machines are serialised too.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ import filelock
 from tqdm import tqdm
 
 from ingest.chunking import chunk_document, chunker_fingerprint
+from ingest.store_lock import shared_ingest_lock
 from rag.errors import IngestLockedError, MlragError
 from rag.store import ChunkStore, chunk_to_metadata, corpus_version_of
 from rag.types import Chunk, Document
@@ -190,7 +191,11 @@ def ingest_documents(
     lock = None if locked else acquire_ingest_lock(settings)
     try:
         store = store or ChunkStore.from_settings(settings)
-        return _ingest_locked(settings, items, store, prune, progress, on_progress, documents_total)
+        # With a Chroma server, also the lock that lives with the store (other machines).
+        with shared_ingest_lock(settings, store):
+            return _ingest_locked(
+                settings, items, store, prune, progress, on_progress, documents_total
+            )
     finally:
         if lock is not None:
             lock.release()

@@ -153,6 +153,26 @@ class GenerationSettings(BaseModel):
         le=1,
         description="Answer sentences whose support (0.5*best embedding cosine to a cited sentence + 0.5*content-word recall in the cited text, see rag.grounding) is below this are unsupported; strict answers drop them.",
     )
+    llm_context_tokens: int = Field(
+        260,
+        ge=0,
+        description="Budget, in model tokens, of the retrieved context an LLM generator (local, openai) sees: the best sentence's chunk first, then the most relevant sentences of the others (rag.context), until the budget is spent; 0 = whole chunks. Dev split (bench/context_budget.py): evidence in context 0.62 at 260 against 0.78 for five whole chunks (~580 tokens); 260 keeps the 1.5B model's prefill near 5 s on 2 cores. Raise it where prefill is cheap (a GPU server).",
+    )
+    answer_support_floor: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="After generation (rag.verify), an answer whose best-supported sentence scores below this is an abstention; sentences stating numbers, identifiers or names found in neither the context nor the question are always dropped. Calibrated on the dev split (bench/answer_floor.py).",
+    )
+    condense_with_model: bool = Field(
+        True,
+        description="Rewrite follow-up questions into standalone queries with the configured LLM (local on llama.cpp, openai, claude); the heuristic condenser is the fallback and is used for extractive.",
+    )
+    answer_cache_size: int = Field(
+        256,
+        ge=0,
+        description="Answers kept in memory, keyed on the condensed question, the answer settings and the corpus version (an ingest invalidates them); 0 = no cache.",
+    )
     local_model: str = Field(
         "auto",
         description="Local LLM: 'auto' (Qwen2.5-Coder-1.5B GGUF when installed in data_dir/models by scripts/install_model.py, else SmolLM2), 'qwen2.5-coder-1.5b', 'smollm2' (the packaged GGUF), a path to a .gguf file, or a Hugging Face hub name / folder.",
@@ -240,6 +260,11 @@ class ServiceSettings(BaseModel):
 
     host: str = Field("127.0.0.1", description="Address `mlrag serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `mlrag serve` binds.")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="API worker processes of `mlrag serve` (`--workers`); more than 1 needs MLRAG_CHROMA_URL. Each worker gets max_concurrent_generations / workers generation slots (rounded up) and cores / workers torch and llama.cpp threads; rate limits are per worker.",
+    )
     public_url: str | None = Field(
         None,
         description="The service's externally visible base URL (e.g. https://rag.example.org); absolute links to /documents pages (Slack replies, chat completions) start with it. None = http://{host}:{port}.",
