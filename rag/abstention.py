@@ -6,9 +6,10 @@ Two decisions, both visible stages of the pipeline (rag.pipeline):
   query-to-hit similarity is below the threshold, or a rare specific question term is
   missing from the context (the signals come from rag.coverage; the rule from settings,
   calibrated on the dev split by ``mlrag eval calibrate``, which applies this same rule).
-* :func:`decide_on_answer` — after generating: the generator declined (its answer is the
-  abstention sentence or a close variant, see :func:`is_decline`), or a strict answer has no
-  supported sentence left.
+* :func:`decide_on_answer` — after generating and verifying (rag.verify): the generator
+  declined (its answer is the abstention sentence or a close variant, see :func:`is_decline`),
+  every sentence stated invented specifics, the best remaining sentence is not supported by
+  the context (below ``answer_support_floor``), or a strict answer has nothing left.
 
 Generators never decide to abstain themselves; they may only decline in words, which this
 module recognises.
@@ -118,12 +119,24 @@ def decide_on_retrieval(
 
 
 def decide_on_answer(
-    text: str, declined: bool, strict: bool, supported_text: str, unsupported: Sequence[str]
+    raw_text: str,
+    declined: bool,
+    support: Sequence[float],
+    floor: float,
+    strict: bool = False,
+    strict_text: str = "",
+    invented: Sequence[str] = (),
 ) -> Decision:
-    """Abstain after generating when the generator declined, or when ``strict`` drops every
-    unsupported sentence and nothing is left (``supported_text`` is what would remain)."""
-    if declined or is_decline(text):
+    """Abstain after generating when the generator declined; when no sentence is left after
+    verification (rag.verify dropped the ones stating invented specifics); when even the best
+    remaining sentence's support is below ``floor`` (calibrated on the dev split); or when
+    ``strict`` drops every unsupported sentence and nothing is left."""
+    if declined or is_decline(raw_text):
         return Decision(True, "declined")
-    if strict and unsupported and not supported_text.strip():
+    if not support:
+        return Decision(True, "invented" if invented else "unsupported")
+    if max(support) < floor:
+        return Decision(True, "unsupported")
+    if strict and not strict_text.strip():
         return Decision(True, "unsupported")
     return ANSWER

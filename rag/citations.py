@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # "[1]", "[1, 3]", "[2,4]"; "[1][2]" is two consecutive markers.
 MARKER = re.compile(r"\[\s*(\d{1,4}(?:\s*,\s*\d{1,4})*)\s*\]")
-_MARKER_WITH_SPACE = re.compile(r"\s*" + MARKER.pattern)
+MARKER_WITH_SPACE = re.compile(r"\s*" + MARKER.pattern)
 _LEADING_MARKERS = re.compile(r"(?:\s*\[\s*\d{1,4}(?:\s*,\s*\d{1,4})*\s*\])+[.,;:]?")
 _CODE_SPAN = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.S)
 
@@ -40,7 +40,7 @@ class AnswerSentence:
     @property
     def plain(self) -> str:
         """The sentence without its citation markers."""
-        return " ".join(_MARKER_WITH_SPACE.sub("", self.text).split())
+        return " ".join(MARKER_WITH_SPACE.sub("", self.text).split())
 
 
 def _code_spans(text: str) -> list[tuple[int, int]]:

@@ -50,6 +50,29 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
     s t don doesn isn aren didn won way thing things stuff something anything here now still
     really actually please tell know""".split()  # noqa: SIM905 - a word list reads better as text
 )
+# Chat shorthand and filler typed into questions ("np broadcasting rules plz", "kubeflow
+# tl;dr?", "sigmoid whr do i use it"): they name nothing, so their absence from the context
+# says nothing about coverage.
+FILLER_WORDS: frozenset[str] = frozenset(
+    """pls plz plox pl thx ty tnx whats wats wat whr wher wht hw abt bout tl dr tldr idk imo
+    imho btw asap ok okay eli5 ur ya yo hmm bc cuz coz ppl smth sth rly halp qs ques vs
+    eg ie etc lol pls quick quickly explain explanation simple simply""".split()  # noqa: SIM905
+)
+# Shorthand for words the corpus spells out: covered when the context has the long form.
+ABBREVIATIONS: dict[str, tuple[str, ...]] = {
+    "params": ("parameters", "parameter"), "param": ("parameter", "parameters"),
+    "hyperparams": ("hyperparameters",), "hyperparam": ("hyperparameter",),
+    "np": ("numpy",), "pd": ("pandas",), "sns": ("seaborn",), "plt": ("matplotlib",),
+    "tf": ("tensorflow",), "nn": ("neural",), "clf": ("classifier",), "lr": ("learning",),
+    "img": ("image",), "imgs": ("images",), "dims": ("dimensions",), "dim": ("dimension",),
+    "num": ("number",), "cols": ("columns",), "col": ("column",), "df": ("dataframe",),
+    "arr": ("array",), "avg": ("average",), "config": ("configuration", "configure"),
+    "cfg": ("configuration", "config"), "perf": ("performance",), "diff": ("difference",),
+    "prob": ("probability",), "probs": ("probabilities",), "reg": ("regularization",),
+    "opt": ("optimizer", "optimization"), "optim": ("optimizer",), "fn": ("function",),
+    "func": ("function",), "docs": ("documentation",), "ex": ("example",),
+}  # fmt: skip
+MIN_TYPO_LENGTH = 6  # shorter words are too often another real word one edit away (dask/task)
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _PART = re.compile(r"[a-z0-9]+")  # the parts rag.lexical.tokenize splits identifiers into
 # Suffix → replacement, longest first; British -ise spellings map onto the American -ize.
@@ -107,8 +130,8 @@ def question_terms(question: str) -> list[QuestionTerm]:
     terms: dict[str, QuestionTerm] = {}
     for position, raw in enumerate(_WORD.findall(question)):
         word = raw.lower()
-        if len(word) < 2 or word[0].isdigit() or word in FUNCTION_WORDS:
-            continue  # single letters, function words, numbers and quantities (2018, 100k)
+        if len(word) < 2 or word[0].isdigit() or word in FUNCTION_WORDS or word in FILLER_WORDS:
+            continue  # single letters, function words, filler, numbers and quantities (2018, 100k)
         name_like = _is_name_like(raw, first=position == 0)
         if word in terms:
             name_like = name_like or terms[word].name_like
@@ -265,9 +288,45 @@ def uncovered_specific_terms(
             continue
         if len(term.word) >= MIN_PREFIX and any(w.startswith(term.word) for w in words | joined):
             continue  # BatchNorm in "BatchNorm2d" or "Batch Normalization"
+        if any(long in words for long in ABBREVIATIONS.get(term.word, ())):
+            continue  # "params" for "parameters", "np" for "numpy"
+        letters = _LETTERS_THEN_DIGITS.fullmatch(term.word)
+        if letters is not None and letters.group(1) in words:
+            continue  # "gpt3" typed for "GPT-3", "bert2" for "BERT 2"
+        if not term.name_like and _is_typo_of_any(term.word, words):
+            continue  # "sigmoud", "pytroch": one slip away from a word the context has
         if term.name_like or not is_ordinary(term.word, vocabulary):
             uncovered.append((term.word, corpus.df(term.word)))
     return uncovered
+
+
+_LETTERS_THEN_DIGITS = re.compile(r"([a-z]{3,})\d+")
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether ``a`` becomes ``b`` by one insertion, deletion, substitution or swap of two
+    neighbouring letters."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        if len(diff) == 1:
+            return True
+        i = diff[0]
+        return len(diff) == 2 and diff[1] == i + 1 and a[i] == b[i + 1] and a[i + 1] == b[i]
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long[i]:
+        i += 1
+    return short[i:] == long[i + 1 :]
+
+
+def _is_typo_of_any(word: str, words: set[str]) -> bool:
+    """Whether ``word`` (long enough not to be a different short word) is one edit away from
+    a word of the context."""
+    return len(word) >= MIN_TYPO_LENGTH and any(
+        abs(len(w) - len(word)) <= 1 and _one_edit_apart(word, w) for w in words
+    )
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rag.abstention import (
     ABSTAIN_TEXT,
+    ANSWER,
     AbstentionRule,
     Decision,
     decide_on_answer,
@@ -26,11 +27,11 @@ from rag.abstention import (
 from rag.citations import build_citations, clean_markers
 from rag.coverage import CoverageSignal
 from rag.errors import EmptyIndexError, GenerationError, InvalidInputError, MlragError
-from rag.grounding import assess
 from rag.request import AskRequest, ValidRequest, check_question, validate
 from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent
 
 if TYPE_CHECKING:
+    from rag.answer_cache import AnswerCache
     from rag.config import Settings
     from rag.embeddings import Embedder
     from rag.generation.base import Generator
@@ -56,6 +57,7 @@ class Retrieval:
     signal: CoverageSignal | None  # None without hits
     retrieve_ms: float
     started: float  # perf_counter at the start of the request
+    context: list[Hit] = dataclasses.field(default_factory=list)  # what the generator sees
 
 
 class RAG:
@@ -77,6 +79,7 @@ class RAG:
         self._shared: SharedResources | None = None
         self._retrievers: dict[str, Retriever] = {}
         self._generators: dict[str, Generator] = {}
+        self._cache: AnswerCache | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RAG:
@@ -275,39 +278,53 @@ class RAG:
         fails.
         """
         valid = self.validate(_as_request(request, options))
-        retrieval = self.retrieve(valid)
+        retrieval = self.retrieve(valid)  # condense, then search
+        cached = self.cache.get(self._cache_key(valid, retrieval.query))
+        if cached is not None:
+            return self._timed(dataclasses.replace(cached, cached=True), retrieval, ANSWER, 0.0)
         decision = decide_on_retrieval(retrieval.signal, self.rule, len(retrieval.hits))
         if decision.abstain:
-            return self._abstained(valid, retrieval, decision)
+            return self._remember(valid, retrieval, self._abstained(valid, retrieval, decision))
+        retrieval = self.select_context(valid, retrieval)
         started = time.perf_counter()
         try:
             raw = self.generator(valid.generator).generate(
-                retrieval.query, retrieval.hits, list(valid.history) or None, valid.adapter
+                retrieval.query, retrieval.context, list(valid.history) or None, valid.adapter
             )
         except MlragError:
             raise
         except Exception as exc:  # noqa: BLE001 - any generator bug is a failed generation
             raise GenerationError(f"{valid.generator} generator failed: {exc}") from exc
-        return self.finish(raw, valid, retrieval, _ms(time.perf_counter() - started))
+        answer = self.finish(raw, valid, retrieval, _ms(time.perf_counter() - started))
+        return self._remember(valid, retrieval, answer)
 
     def stream(
         self, request: AskRequest | ValidRequest | str, **options: Any
     ) -> Iterator[StreamEvent]:
         """Token events as the generator writes, then exactly one :class:`AnswerEvent` with the
-        post-processed answer (whose text is authoritative: markers may be cleaned and, when
-        ``strict``, sentences dropped). Validation errors raise before the first event; a
-        generator failure mid-stream raises GenerationError and no answer event follows."""
+        post-processed answer (whose text is authoritative: markers may be cleaned and
+        sentences dropped by verification). Validation errors raise before the first event;
+        a generator failure mid-stream raises GenerationError and no answer event follows."""
         valid = self.validate(_as_request(request, options))
         retrieval = self.retrieve(valid)
         return self._stream(valid, retrieval)
 
+    # --- stages ----------------------------------------------------------------------------
     def condense(self, valid: ValidRequest) -> str:
-        """The standalone query a follow-up stands for (the question itself without history)."""
+        """The standalone query a follow-up stands for (the question itself without history):
+        rewritten by the configured LLM when it can (``condense_with_model``), else by the
+        heuristic condenser (rag.query_rewrite), which is also the fallback."""
         if not valid.history:
             return valid.question
-        from rag.query_rewrite import condense_query
+        from rag.query_rewrite import condense_query, condense_with
 
-        return condense_query(valid.question, list(valid.history))
+        history = list(valid.history)
+        rewrite = getattr(self.generator(valid.generator), "rewrite", None)
+        if self.settings.condense_with_model and rewrite is not None:
+            rewritten = condense_with(rewrite, valid.question, history)
+            if rewritten:
+                return rewritten
+        return condense_query(valid.question, history)
 
     def retrieve(self, valid: ValidRequest) -> Retrieval:
         """Condense, search, and read the coverage signals of the hits."""
@@ -316,7 +333,23 @@ class RAG:
         query = self.condense(valid)
         hits = self.retriever(valid.retriever).search(query, valid.k, valid.filters)
         signal = self.coverage(query, hits) if hits else None
-        return Retrieval(query, hits, signal, _ms(time.perf_counter() - started), started)
+        ms = _ms(time.perf_counter() - started)
+        return Retrieval(query, hits, signal, ms, started, context=list(hits))
+
+    def select_context(self, valid: ValidRequest, retrieval: Retrieval) -> Retrieval:
+        """The context the generator sees: for LLM generators (local, openai) the hits cut to
+        their most relevant sentences within ``llm_context_tokens`` (rag.context); the
+        extractive generator and Claude see whole chunks."""
+        budget = self.settings.llm_context_tokens
+        if budget <= 0 or valid.generator not in ("local", "openai"):
+            return retrieval
+        from rag.context import compress_hits, rank_sentences
+
+        ranked = rank_sentences(
+            retrieval.query, retrieval.hits, self.embedder, self.shared.sentences
+        )
+        context = compress_hits(retrieval.hits, ranked, budget)
+        return dataclasses.replace(retrieval, context=context)
 
     def coverage(self, query: str, hits: list[Hit]) -> CoverageSignal:
         """The signals the abstention decision reads (see rag.coverage): the best query-to-hit
@@ -333,41 +366,92 @@ class RAG:
     def finish(
         self, raw: Answer, valid: ValidRequest, retrieval: Retrieval, generate_ms: float
     ) -> Answer:
-        """Cite and verify a generator's answer: invalid markers removed, each sentence's
-        support scored, strict mode applied, then the answer-level abstention decision."""
-        hits, cache = retrieval.hits, self.shared.sentences
-        text, removed = clean_markers(raw.text, len(hits))
-        grounding = assess(text, hits, self.embedder, self.settings.support_threshold, cache)
+        """Cite and verify a generator's answer against the context it saw (invalid markers
+        removed, invented specifics dropped, uncited claims cited, support scored; rag.verify),
+        then decide whether it is an answer at all (rag.abstention)."""
+        from rag.verify import verify
+
+        context, cache = retrieval.context, self.shared.sentences
+        text, removed = clean_markers(raw.text, len(context))
+        asked = " ".join([valid.question, retrieval.query, *(t.content for t in valid.history)])
+        checked = verify(
+            text, context, asked, self.embedder, self.settings.support_threshold, cache
+        )
+        grounding = checked.grounding
         decision = decide_on_answer(
-            raw.text, raw.abstained, valid.strict, grounding.strict_text, grounding.unsupported
+            raw.text,
+            raw.abstained,
+            grounding.support,
+            self.settings.answer_support_floor,
+            valid.strict,
+            grounding.strict_text,
+            checked.invented,
         )
         if decision.abstain:
             fields: dict[str, Any] = {}
-            if decision.reason == "unsupported":
+            if decision.reason in ("unsupported", "invented"):
                 fields = {
-                    "unsupported": grounding.unsupported,
+                    "unsupported": [*checked.invented, *grounding.unsupported],
                     "removed_citations": removed,
                     "support": grounding.support,
                 }
             return self._abstained(valid, retrieval, decision, generate_ms, **fields)
+        text = checked.text
         if valid.strict and grounding.unsupported:
             text = grounding.strict_text
         answer = dataclasses.replace(
             raw,
             text=text.strip(),
-            citations=build_citations(text, hits, self.embedder, cache),
+            citations=build_citations(text, context, self.embedder, cache),
             abstained=False,
             generator=valid.generator,
             retriever=valid.retriever,
             adapter=valid.adapter,
             question=valid.question,
             query=retrieval.query,
-            unsupported=grounding.unsupported,
+            unsupported=[*checked.invented, *grounding.unsupported],
             removed_citations=removed,
             support=grounding.support,
-            hits=list(hits),
+            hits=list(context),
         )
         return self._timed(answer, retrieval, decision, generate_ms)
+
+    # --- the answer cache --------------------------------------------------------------------
+    @property
+    def cache(self) -> AnswerCache:
+        """Recent answers (see :class:`rag.answer_cache.AnswerCache`)."""
+
+        def build() -> AnswerCache:
+            from rag.answer_cache import AnswerCache
+
+            return AnswerCache(self.settings.answer_cache_size)
+
+        return self._once("_cache", build)
+
+    def _cache_key(self, valid: ValidRequest, query: str) -> tuple[Any, ...]:
+        """An answer depends on the condensed query, the answer settings and the corpus."""
+        filters = tuple(sorted((valid.filters or {}).items()))
+        return (
+            query,
+            valid.retriever,
+            valid.generator,
+            valid.adapter,
+            valid.k,
+            valid.strict,
+            filters,
+            self._corpus_version(),
+        )
+
+    def _corpus_version(self) -> str:
+        """The ingested corpus's version (re-read at most every few seconds): a new ingest
+        changes it, so cached answers of the old corpus are never served."""
+        index = self._context().lexical_index()
+        index.ensure_fresh()
+        return str(index.version)
+
+    def _remember(self, valid: ValidRequest, retrieval: Retrieval, answer: Answer) -> Answer:
+        self.cache.put(self._cache_key(valid, retrieval.query), answer)
+        return answer
 
     def _abstained(
         self,
@@ -416,18 +500,26 @@ class RAG:
         return dataclasses.replace(answer, timings_ms=timings)
 
     def _stream(self, valid: ValidRequest, retrieval: Retrieval) -> Iterator[StreamEvent]:
+        cached = self.cache.get(self._cache_key(valid, retrieval.query))
+        if cached is not None:
+            yield TokenEvent(cached.text)
+            answer = dataclasses.replace(cached, cached=True)
+            yield AnswerEvent(self._timed(answer, retrieval, ANSWER, 0.0))
+            return
         decision = decide_on_retrieval(retrieval.signal, self.rule, len(retrieval.hits))
         if decision.abstain:
             yield TokenEvent(ABSTAIN_TEXT)
-            yield AnswerEvent(self._abstained(valid, retrieval, decision))
+            answer = self._abstained(valid, retrieval, decision)
+            yield AnswerEvent(self._remember(valid, retrieval, answer))
             return
         name = valid.generator
+        retrieval = self.select_context(valid, retrieval)
         started = time.perf_counter()
         raw: Answer | None = None
         try:
             history = list(valid.history) or None
             events = self.generator(name).stream(
-                retrieval.query, retrieval.hits, history, valid.adapter
+                retrieval.query, retrieval.context, history, valid.adapter
             )
             for event in events:
                 if isinstance(event, AnswerEvent):
@@ -442,7 +534,8 @@ class RAG:
             raise GenerationError(f"{name} generator failed mid-answer: {exc}") from exc
         if raw is None:
             raise GenerationError(f"{name} generator stopped without finishing its answer")
-        yield AnswerEvent(self.finish(raw, valid, retrieval, _ms(time.perf_counter() - started)))
+        answer = self.finish(raw, valid, retrieval, _ms(time.perf_counter() - started))
+        yield AnswerEvent(self._remember(valid, retrieval, answer))
 
 
 def _as_request(

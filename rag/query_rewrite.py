@@ -8,9 +8,13 @@ deterministic and only applies when the question looks dependent on context (pro
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 
 from rag.types import Turn
+
+log = logging.getLogger(__name__)
 
 # Words that point back to something said earlier.
 ANAPHORA: frozenset[str] = frozenset(
@@ -152,3 +156,53 @@ def condense_query(question: str, history: list[Turn]) -> str:
     if not extra:
         return question
     return f"{question.strip()} {' '.join(extra)}"
+
+
+# --- condensing with a model ---------------------------------------------------------------------
+CONDENSE_SYSTEM = (
+    "You rewrite a follow-up question from a conversation about machine learning into one "
+    "standalone question. Replace words like it, that, there, this one with what they refer "
+    "to in the conversation. Keep the user's wording otherwise. Reply with the question only."
+)
+MAX_CONDENSED_CHARS = 300
+CONDENSE_MAX_TOKENS = 48
+# How many earlier turns the rewrite sees (the last ones matter; long histories cost prefill).
+CONDENSE_TURNS = 4
+
+Rewrite = Callable[[list[dict[str, str]], int], str]
+
+
+def condense_messages(question: str, history: list[Turn]) -> list[dict[str, str]]:
+    """The chat messages asking a model to rewrite ``question`` as a standalone question."""
+    lines = []
+    for turn in history[-CONDENSE_TURNS:]:
+        speaker = "User" if turn.role == "user" else "Assistant"
+        lines.append(f"{speaker}: {' '.join(turn.content.split())[:600]}")
+    conversation = "\n".join(lines)
+    user = f"Conversation:\n{conversation}\n\nFollow-up: {question}\n\nStandalone question:"
+    return [{"role": "system", "content": CONDENSE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def clean_rewrite(text: str) -> str | None:
+    """The model's rewrite as one line, or None when it is unusable (empty, too long)."""
+    line = " ".join(text.strip().strip('"').split())
+    for prefix in ("Standalone question:", "Question:"):
+        if line.lower().startswith(prefix.lower()):
+            line = line[len(prefix) :].strip()
+    if not line or len(line) > MAX_CONDENSED_CHARS:
+        return None
+    return line
+
+
+def condense_with(rewrite: Rewrite, question: str, history: list[Turn]) -> str | None:
+    """``question`` rewritten by a model (``rewrite(messages, max_tokens) -> text``); None
+    when the model fails or answers with something unusable (the caller falls back to
+    :func:`condense_query`)."""
+    from rag.errors import MlragError
+
+    try:
+        text = rewrite(condense_messages(question, history), CONDENSE_MAX_TOKENS)
+    except MlragError as exc:
+        log.warning("model condenser failed (%s); using the heuristic", exc)
+        return None
+    return clean_rewrite(text)

@@ -143,6 +143,7 @@ class Answer:
     removed_citations: int = 0  # [n] markers that pointed at nothing and were removed
     support: list[float] = field(default_factory=list)  # support score per answer sentence
     hits: list[Hit] = field(default_factory=list)  # context the answer was generated from
+    cached: bool = False  # served from the answer cache (rag.answer_cache)
 
     def to_dict(self, include_hits: bool = False) -> dict[str, Any]:
         """The JSON shape used by the CLI and the API."""

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import httpx2  # the SDK's HTTP library (an httpx fork); mid-stream read errors surface raw
@@ -261,6 +261,20 @@ class ClaudeGenerator:
         self._log(message, len(hits), elapsed_ms)
         _check_stop_reason(message.stop_reason, self.max_tokens)
         yield AnswerEvent(self._answer(question, hits, message.content, elapsed_ms))
+
+    def rewrite(self, messages: list[dict[str, str]], max_tokens: int) -> str:
+        """A short completion for the pipeline's helpers (condensing follow-ups): the system
+        message becomes Claude's ``system``, the rest its messages."""
+        system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+        turns = [m for m in messages if m["role"] != "system"]
+        with self._api_errors():
+            message = self.client.messages.create(
+                model=self.model,
+                max_tokens=max_tokens,
+                system=system,
+                messages=cast(Any, turns),  # plain role/content dicts
+            )
+        return "".join(b.text for b in message.content if b.type == "text")
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -322,7 +322,7 @@ class ExtractiveGenerator:
                 return pool
         return []
 
-    def _candidates(self, query: str, hits: list[Hit]) -> list[Candidate]:
+    def _candidates(self, query: str, hits: list[Hit], limit: int | None = None) -> list[Candidate]:
         query_stems = stems(query)
         pool = self._pool(query_stems, hits, asks_for_code(query))
         if not pool:

@@ -281,6 +281,14 @@ class LocalGenerator:
         timings["generate"] = (time.perf_counter() - started) * 1000
         yield AnswerEvent(self._answer(question, hits, "".join(parts).strip(), adapter, timings))
 
+    def rewrite(self, messages: list[dict[str, str]], max_tokens: int) -> str:
+        """A short completion for the pipeline's helpers (condensing follow-ups). Only on
+        llama.cpp (a capable GGUF model); the transformers path has no rewrite, so the
+        pipeline uses its heuristic there."""
+        if self.runtime != "llamacpp":
+            raise ModelUnavailableError("rewriting needs the llama.cpp runtime")
+        return self.llama.complete(messages, max_tokens).text
+
     # --- llama.cpp runtime ---------------------------------------------------------------
     def _generate_llama(
         self, question: str, hits: list[Hit], history: list[Turn] | None, adapter: str | None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rag.abstention import ABSTAIN_TEXT, is_decline
 from rag.errors import GenerationError
@@ -81,6 +81,20 @@ class OpenAIServerGenerator:
     def adapter_names(self) -> list[str]:
         """Adapters the server serves (its listed models other than the base model)."""
         return self.models.adapter_names()
+
+    def rewrite(self, messages: list[dict[str, str]], max_tokens: int) -> str:
+        """A short completion on the base model for the pipeline's helpers (condensing
+        follow-ups); one attempt, no retries: the caller falls back to its heuristic."""
+        try:
+            response = self.client.chat.completions.create(
+                model=self.models.model_for(None),
+                messages=cast(Any, messages),  # plain role/content dicts
+                max_tokens=max_tokens,
+                temperature=0.0,
+            )
+        except Exception as exc:  # noqa: BLE001 - surfaced as the project's typed error
+            raise GenerationError(f"inference server {self.server}: {exc}") from exc
+        return (response.choices[0].message.content or "") if response.choices else ""
 
     # --- Generator interface -------------------------------------------------------------
     def generate(

@@ -93,9 +93,10 @@ def test_api_answers_with_a_named_adapter(served: tuple[Settings, RAG]) -> None:
         body = tuned.json()
         assert body["generator"] == "local" and body["adapter"] == "grounded-v1"
         assert body["abstained"] is False
-        # The adapter's learnt answer, with its [1] marker turned into a citation of block 1.
+        # The adapter's learnt answer, with its [1] marker turned into a citation (rag.verify
+        # may move it to the block that supports the sentence best).
         assert body["text"].lower().startswith("it is the training data")
-        assert [c["n"] for c in body["citations"]] == [1]
+        assert len(body["citations"]) == 1 and body["citations"][0]["quote"]
 
         base = client.post(
             "/v1/ask", json={"question": "What does dropout do?", "generator": "local"}

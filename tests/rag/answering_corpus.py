@@ -112,8 +112,10 @@ def corpus_chunks() -> list[Chunk]:
 
 
 def answering_settings(data_dir: Path, **overrides: object) -> Settings:
-    """Settings for the test store: one torch thread, extractive answers."""
-    return Settings(data_dir=data_dir, torch_threads=1, generator="extractive", **overrides)
+    """Settings for the test store: one torch thread, extractive answers, no answer cache
+    (tests swap generators between questions; the cache has its own tests)."""
+    options: dict[str, object] = {"answer_cache_size": 0, **overrides}
+    return Settings(data_dir=data_dir, torch_threads=1, generator="extractive", **options)
 
 
 def build_store(
@@ -142,8 +144,8 @@ def make_answer_store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedd
     return build_store(settings, embedder)
 
 
-def make_rag(data_dir: Path, embedder: Embedder, store: ChunkStore):
+def make_rag(data_dir: Path, embedder: Embedder, store: ChunkStore, **overrides: object):
     """A :class:`RAG` over ``store`` with a private data dir (lexical index, adapters)."""
     from rag.pipeline import RAG
 
-    return RAG(answering_settings(data_dir), embedder=embedder, store=store)
+    return RAG(answering_settings(data_dir, **overrides), embedder=embedder, store=store)

@@ -174,3 +174,18 @@ def test_turning_the_term_check_off_restores_similarity_only(
     assert not rag.ask(DEEPSPEED).abstained
     events = list(make_rag(tmp_path / "data2", embedder, answer_store).stream(DEEPSPEED))
     assert isinstance(events[-1], AnswerEvent) and events[-1].answer.abstained
+
+
+def test_typed_shorthand_typos_and_versions_are_not_missing_terms() -> None:
+    corpus = CorpusTerms.from_texts(["x"])
+    hits = _hits("Sigmoid squashes to (0, 1). GPT-3 has 175B parameters. Kubeflow runs pipelines.")
+    for question in (
+        "sigmoid whr do i use it",  # chat shorthand
+        "kubeflow tl;dr?",
+        "gpt3 how many params",  # letters run into a version number
+        "when to use sigmoud pls",  # a typo one edit from a context word
+    ):
+        assert uncovered_specific_terms(question, hits, corpus, VOCAB) == [], question
+    # Short unknown names stay specific: "dask" is one edit from "task", but not a typo of it.
+    dask = uncovered_specific_terms("does dask shard it", _hits("each task shards"), corpus, VOCAB)
+    assert [w for w, _ in dask] == ["dask"]

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
+from rag.abstention import ABSTAIN_TEXT
 from rag.config import Settings
 from rag.errors import CapacityError, GenerationError, UnknownNameError
 from rag.generation.base import Generator
 from rag.generation.local import LocalGenerator, chat_messages, end_of_turn_ids
 from rag.local_models import LocalModelManager, packaged_smollm2_gguf
-from rag.prompt import ABSTAIN_TEXT, SYSTEM_PROMPT
+from rag.prompt import SYSTEM_PROMPT
 from rag.types import AnswerEvent, Chunk, Hit, TokenEvent, Turn
 from tests.rag.tiny_models import save_random_lora, save_tiny_mistral, smollm2_data_dir
 

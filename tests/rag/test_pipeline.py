@@ -167,20 +167,49 @@ def test_invalid_markers_from_the_generator_are_removed_and_counted(
 def test_strict_mode_drops_unsupported_sentences(rag_pipeline: RAG, monkeypatch) -> None:
     text = (
         "PR-AUC focuses on the rare positive class and is the better metric for fraud [1]. "
-        "The Eiffel Tower was completed in 1889 for the World's Fair [1]."
+        "Cats are wonderful companions for everyone who lives alone [1]."
     )
     _use(rag_pipeline, ScriptedGenerator(text), monkeypatch)
     lenient = rag_pipeline.ask(FRAUD, retriever="dense")
     strict = rag_pipeline.ask(FRAUD, retriever="dense", strict=True)
-    assert "Eiffel" in lenient.text and lenient.unsupported == [
-        "The Eiffel Tower was completed in 1889 for the World's Fair."
+    assert "Cats" in lenient.text and lenient.unsupported == [
+        "Cats are wonderful companions for everyone who lives alone."
     ]
     assert (
-        "Eiffel" not in strict.text
+        "Cats" not in strict.text
         and strict.text.startswith("PR-AUC focuses")
         and not strict.abstained
     )
     assert strict.unsupported == lenient.unsupported and [c.n for c in strict.citations] == [1]
+
+
+def test_sentences_with_invented_specifics_are_dropped_by_default(
+    rag_pipeline: RAG, monkeypatch
+) -> None:
+    # The exact check (rag.verify): numbers and names found in neither the context nor the
+    # question are invented, strict or not.
+    text = (
+        "PR-AUC focuses on the rare positive class and is the better metric for fraud [1]. "
+        "The Eiffel Tower was completed in 1889 for the World's Fair [1]."
+    )
+    _use(rag_pipeline, ScriptedGenerator(text), monkeypatch)
+    answer = rag_pipeline.ask(FRAUD, retriever="dense")
+    assert not answer.abstained and answer.text.startswith("PR-AUC focuses")
+    assert "Eiffel" not in answer.text
+    assert answer.unsupported[0] == "The Eiffel Tower was completed in 1889 for the World's Fair."
+    invented_only = ScriptedGenerator("The default threshold is 0.37 for DeepSpeed [1].")
+    _use(rag_pipeline, invented_only, monkeypatch)
+    assert rag_pipeline.ask(FRAUD, retriever="dense").abstained  # nothing left: not covered
+
+
+def test_uncited_claims_get_the_block_that_supports_them(rag_pipeline: RAG, monkeypatch) -> None:
+    _use(
+        rag_pipeline,
+        ScriptedGenerator("PR-AUC is the better metric for imbalanced fraud detection."),
+        monkeypatch,
+    )
+    answer = rag_pipeline.ask(FRAUD, retriever="dense")
+    assert not answer.abstained and answer.citations and answer.text.endswith("].")
 
 
 def test_strict_mode_abstains_when_nothing_is_supported(rag_pipeline: RAG, monkeypatch) -> None:
@@ -431,3 +460,44 @@ def test_openai_adapters_are_checked_against_the_servers_models(
     with pytest.raises(UnknownNameError, match="available: grounded-v3"):
         rag_pipeline.validate(AskRequest("q?", generator="openai", adapter="nope"))
     assert rag_pipeline.openai_adapter_names() == []  # no inference server configured
+
+
+def test_repeated_questions_come_from_the_cache_until_the_corpus_changes(
+    tmp_path, embedder, answer_store: ChunkStore, monkeypatch
+) -> None:
+    rag = make_rag(tmp_path / "data", embedder, answer_store, answer_cache_size=8)
+    calls: list[str] = []
+
+    class Counting(ScriptedGenerator):
+        def generate(self, question: str, hits: list[Hit], history=None, adapter=None) -> Answer:
+            calls.append(question)
+            return super().generate(question, hits, history, adapter)
+
+    _use(rag, Counting("PR-AUC is the better metric for fraud [1]."), monkeypatch)
+    first = rag.ask(FRAUD, retriever="dense")
+    second = rag.ask(FRAUD, retriever="dense")
+    assert len(calls) == 1 and not first.cached and second.cached
+    assert second.text == first.text and rag.cache.hits == 1
+    rag.ask(FRAUD, retriever="dense", k=3)  # other answer settings: another entry
+    assert len(calls) == 2
+    # A new corpus version (an ingest) makes older entries unreachable.
+    monkeypatch.setattr(rag, "_corpus_version", lambda: "after-an-ingest")
+    rag.ask(FRAUD, retriever="dense")
+    assert len(calls) == 3
+
+
+def test_a_capable_generator_condenses_follow_ups_itself(rag_pipeline: RAG, monkeypatch) -> None:
+    class Rewriting(ScriptedGenerator):
+        def rewrite(self, messages: list[dict[str, str]], max_tokens: int) -> str:
+            return "What rank does LoRA use?"
+
+    _use(rag_pipeline, Rewriting("LoRA learns a low-rank update [1]."), monkeypatch)
+    history = [
+        Turn("user", "How does LoRA fine-tuning work?"),
+        Turn("assistant", "It learns a low-rank update [1]."),
+    ]
+    answer = rag_pipeline.ask("and its rank?", history=history)
+    assert answer.query == "What rank does LoRA use?"
+    rag_pipeline.settings = rag_pipeline.settings.model_copy(update={"condense_with_model": False})
+    heuristic = rag_pipeline.ask("and its rank?", history=history)
+    assert heuristic.query != "What rank does LoRA use?" and "LoRA" in heuristic.query

@@ -95,3 +95,29 @@ def test_salient_terms_drop_function_words_and_markers() -> None:
         "PR-AUC",
         "ROC-AUC",
     ]
+
+
+# --- condensing with a model ----------------------------------------------------------------------
+def test_the_model_rewrite_is_used_and_bad_output_falls_back() -> None:
+    from rag.errors import GenerationError
+    from rag.query_rewrite import condense_messages, condense_with
+
+    history = [Turn("user", "How do I fine-tune with LoRA?"), Turn("assistant", "Use peft [1].")]
+    seen: list[list[dict[str, str]]] = []
+
+    def good(messages: list[dict[str, str]], max_tokens: int) -> str:
+        seen.append(messages)
+        return "Standalone question: What learning rate should I use for LoRA fine-tuning?\n"
+
+    assert condense_with(good, "what about the learning rate there?", history) == (
+        "What learning rate should I use for LoRA fine-tuning?"
+    )
+    assert "How do I fine-tune with LoRA?" in seen[0][-1]["content"]
+    assert condense_messages("q?", history)[0]["role"] == "system"
+
+    def broken(messages: list[dict[str, str]], max_tokens: int) -> str:
+        raise GenerationError("model down")
+
+    assert condense_with(broken, "and there?", history) is None
+    assert condense_with(lambda m, n: "   ", "and there?", history) is None
+    assert condense_with(lambda m, n: "x" * 400, "and there?", history) is None

@@ -1,0 +1,82 @@
+"""The cheap, exact half of answer verification: every specific an answer states — a number,
+a code identifier, a name — must occur in the context the model saw or in the question.
+
+A small model that lacks the answer tends to invent exactly these ("the default is 100",
+``lr_scheduler=cosine``, "DeepSpeed recommends ..."), while its paraphrases of what the
+context says keep them. Embedding support (rag.grounding) cannot tell "0.1" from "0.01"; this
+check can. Matching is on rag.qa's normalised text (case, markup and whitespace aside).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from rag.qa import normalize_for_match
+
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:e-?\d+)?%?")
+_BACKTICKED = re.compile(r"`([^`\n]{1,80})`")
+# Identifiers that look like code: dotted names, snake_case, calls, CamelCase / mixed case.
+_DOTTED = re.compile(r"\b[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)+\b")
+_SNAKE = re.compile(r"\b[A-Za-z]\w*_\w+\b")
+_CALL = re.compile(r"\b([A-Za-z_]\w*)\(")
+_MIXED = re.compile(r"\b(?:[a-z]+[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*|[A-Z]{2,}[a-z]*\d*)\b")
+_CAPITALISED = re.compile(r"\b[A-Z][a-z]{2,}\b")
+# Capitalised words that are not names (sentence openers and common words of answers).
+_NOT_NAMES = frozenset(
+    """The This That These Those There Then Use Using Set Setting For When With Without Yes No
+    It Its In On At To If Or And But As By An Of From Each Every Both Only Also However Instead
+    Because Since Not Note See Use Higher Lower More Less Most Least Add After Before Call Pass
+    Choose Train Training Test Testing Apply Try Keep Make Start Stop Default Defaults Here
+    Answer Question Context Block Passage Corpus Sources Source""".split()  # noqa: SIM905
+)
+
+
+def _numbers(text: str) -> set[str]:
+    found = set()
+    for match in _NUMBER.finditer(text):
+        number = match.group(0).rstrip("%").replace(",", "")
+        found.add(number)
+    return found
+
+
+def specifics(sentence: str) -> set[str]:
+    """The checkable specifics of ``sentence``: numbers (commas dropped), code identifiers
+    (backticked text, dotted and snake_case names, calls, CamelCase) and capitalised names
+    that do not open the sentence."""
+    found = _numbers(sentence)
+    found.update(m.group(1).strip() for m in _BACKTICKED.finditer(sentence))
+    for pattern in (_DOTTED, _SNAKE, _MIXED):
+        found.update(m.group(0) for m in pattern.finditer(sentence))
+    found.update(m.group(1) for m in _CALL.finditer(sentence))
+    words = sentence.split()
+    opener = words[0].strip("\"'(*") if words else ""
+    for match in _CAPITALISED.finditer(sentence):
+        word = match.group(0)
+        if word != opener and word not in _NOT_NAMES:
+            found.add(word)
+    return {s for s in found if s}
+
+
+def _searchable(texts: Iterable[str]) -> tuple[str, str]:
+    """The sources as normalised text, and with digit groupings removed (for numbers)."""
+    joined = normalize_for_match("\n".join(texts))
+    return joined, joined.replace(",", "")
+
+
+def missing_specifics(sentence: str, sources: Iterable[str]) -> list[str]:
+    """The specifics of ``sentence`` that occur in none of ``sources`` (sorted)."""
+    text, digits = _searchable(sources)
+    missing = []
+    for item in specifics(sentence):
+        needle = normalize_for_match(item)
+        if not needle:
+            continue
+        if item[:1].isdigit():
+            # A number must stand on its own: "0.1" is not in "0.01", "1" not in "16".
+            pattern = rf"(?<![\d.]){re.escape(needle.replace(',', ''))}(?![\d])"
+            if not re.search(pattern, digits):
+                missing.append(item)
+        elif needle not in text:
+            missing.append(item)
+    return sorted(missing)

@@ -1,0 +1,104 @@
+"""The verify stage: check a generated answer against the context before anyone reads it.
+
+1. **Specifics** (rag.specifics): a sentence that states a number, identifier or name found in
+   neither the context the model saw nor the question is dropped — it is invented.
+2. **Citations checked**: a sentence that cites nothing, or only blocks that do not support it,
+   gets the block that supports it best, when that support reaches the floor (small models
+   often cite the wrong number; and every answer that is sent cites).
+3. **Support** (rag.grounding): each remaining sentence's support by the blocks it cites.
+
+What is left, with the support scores, goes to rag.abstention.decide_on_answer, which turns an
+answer with no supported sentence into an abstention; ``strict`` also drops every sentence
+below ``support_threshold``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rag.citations import MARKER_WITH_SPACE, split_answer
+from rag.grounding import Grounding, _remove_spans, assess, support_scores
+from rag.specifics import missing_specifics
+
+if TYPE_CHECKING:
+    from rag.embeddings import Embedder
+    from rag.sentences import SentenceEmbeddings
+    from rag.types import Hit
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The checked answer text and what the check found."""
+
+    text: str  # invented sentences dropped, uncited claims cited
+    grounding: Grounding  # support of each remaining sentence
+    invented: list[str] = field(default_factory=list)  # sentences dropped for their specifics
+    recited: int = 0  # sentences whose citation the check added or replaced
+
+
+def context_sources(context: list[Hit], question: str) -> list[str]:
+    """Everything the model saw that an answer may repeat: the blocks' headings and texts,
+    and the question."""
+    texts = [question]
+    for hit in context:
+        chunk = hit.chunk
+        texts.extend((chunk.title, chunk.section, chunk.text))
+    return texts
+
+
+def drop_invented(text: str, sources: list[str]) -> tuple[str, list[str]]:
+    """``text`` without the sentences whose specifics occur in no source."""
+    invented = [s for s in split_answer(text) if s.plain and missing_specifics(s.plain, sources)]
+    if not invented:
+        return text, []
+    return _remove_spans(text, [(s.start, s.end) for s in invented]), [s.plain for s in invented]
+
+
+def recite(
+    text: str,
+    context: list[Hit],
+    embedder: Embedder,
+    cache: SentenceEmbeddings | None,
+    floor: float,
+) -> tuple[str, int]:
+    """``text`` with each sentence's citation checked: a sentence that cites nothing, or only
+    blocks that do not support it (below ``floor``), gets the block that supports it best
+    instead, when that one reaches ``floor`` (small models often cite the wrong block number).
+    Returns the text and the number of sentences whose citation was added or replaced."""
+    sentences = [s for s in split_answer(text) if s.plain]
+    if not sentences or not context:
+        return text, 0
+    blocks = [hit.chunk.text for hit in context]
+    edits = []
+    for sentence in sentences:
+        scores = support_scores([sentence.plain] * len(blocks), blocks, embedder, cache)
+        cited = [n for n in sentence.numbers if 1 <= n <= len(blocks)]
+        if cited and max(scores[n - 1] for n in cited) >= floor:
+            continue
+        best = max(range(len(blocks)), key=lambda i: scores[i])
+        if scores[best] < floor:
+            continue
+        body = MARKER_WITH_SPACE.sub("", sentence.text).rstrip()
+        stop = body[-1] if body and body[-1] in ".!?" else ""
+        body = body[: len(body) - len(stop)].rstrip()
+        edits.append((sentence.start, sentence.end, sentence.text, f"{body} [{best + 1}]{stop}"))
+    for start, end, old, new in sorted(edits, reverse=True):
+        trailing = old[len(old.rstrip()) :]
+        text = text[:start] + new + trailing + text[end:]
+    return text, len(edits)
+
+
+def verify(
+    text: str,
+    context: list[Hit],
+    question: str,
+    embedder: Embedder,
+    support_threshold: float,
+    cache: SentenceEmbeddings | None = None,
+) -> Verification:
+    """Drop invented sentences, cite uncited ones, and score the support of what is left."""
+    kept, invented = drop_invented(text, context_sources(context, question))
+    cited, added = recite(kept, context, embedder, cache, support_threshold)
+    grounding = assess(cited, context, embedder, support_threshold, cache)
+    return Verification(cited, grounding, invented, added)

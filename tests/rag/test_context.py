@@ -1,0 +1,48 @@
+"""Context sized for a small model (rag.context): each chunk cut to its relevant sentences."""
+
+from __future__ import annotations
+
+from rag.context import compress_hits, estimate_tokens, rank_sentences
+from rag.qa import contains_quote
+from rag.sentences import SentenceEmbeddings
+from tests.rag.answering_corpus import hits_for
+
+TITLES = ("Regularization", "Evaluation Metrics", "Parameter-Efficient Fine-Tuning", "Optimization")
+
+
+def test_budget_is_kept_and_the_best_block_comes_first(embedder) -> None:
+    hits = hits_for(*TITLES)
+    query = "Which metric should I use for imbalanced fraud detection?"
+    ranked = rank_sentences(query, hits, embedder, SentenceEmbeddings(embedder))
+    assert ranked[0].n == 2  # the metrics block holds the best sentence
+    small = compress_hits(hits, ranked, 60)
+    assert small[0].chunk.title == "Evaluation Metrics" and small[0].rank == 1
+    assert sum(estimate_tokens(h.chunk.text) for h in small) <= 60
+    assert len(small) < len(hits)  # blocks with nothing kept are left out
+    # Kept sentences are verbatim and in their original order; ids still name the chunk.
+    original = hits[1].chunk.text
+    assert all(line in original for line in small[0].chunk.text.split("\n"))
+    assert small[0].chunk.id == hits[1].chunk.id
+    # A generous budget keeps everything relevant, including the PR-AUC line.
+    large = compress_hits(hits, ranked, 2000)
+    assert any(contains_quote(h.chunk.text, "PR-AUC") for h in large)
+
+
+def test_the_sentence_after_a_kept_one_comes_along(embedder) -> None:
+    hits = hits_for("Regularization")
+    query = "What does dropout do during training?"
+    ranked = rank_sentences(query, hits, embedder, SentenceEmbeddings(embedder))
+    best = ranked[0]
+    later = sorted(
+        (s for s in ranked if s.sentence.start > best.sentence.start),
+        key=lambda s: s.sentence.start,
+    )
+    kept = compress_hits(hits, [best], 1000)[0].chunk.text
+    assert best.sentence.text in kept
+    if later:  # with a budget, the next sentence of the chunk follows the best one
+        assert compress_hits(hits, ranked, 1000)[0].chunk.text.count("\n") >= 1
+
+
+def test_nothing_ranked_leaves_the_hits_unchanged() -> None:
+    hits = hits_for(*TITLES)
+    assert compress_hits(hits, [], 10) == hits
