@@ -86,6 +86,14 @@ class Metrics:
         self.rate_limited = Counter(
             "mlrag_rate_limited_total", "Requests refused with 429.", registry=self.registry
         )
+        self.answer_cache = Counter(
+            "mlrag_answer_cache_total",
+            "Answers served from the answer cache (hit) or generated (miss); the hit rate is "
+            'hit / (hit + miss): rate(mlrag_answer_cache_total{result="hit"}[5m]) / '
+            "rate(mlrag_answer_cache_total[5m]).",
+            ["result"],
+            registry=self.registry,
+        )
 
     def observe_answer(self, answer: Answer, streamed_tokens: int | None = None) -> None:
         """Record one finished answer's timings, tokens and abstention."""
@@ -100,6 +108,7 @@ class Metrics:
         tokens = streamed_tokens if streamed_tokens is not None else len(answer.text.split())
         self.tokens_generated.labels(generator).inc(tokens)
         self.answers.labels(generator).inc()
+        self.answer_cache.labels("hit" if answer.cached else "miss").inc()
         if answer.abstained:
             self.abstentions.labels(generator).inc()
 

@@ -32,6 +32,8 @@ def adapter_summaries(settings: Settings) -> list[dict[str, Any]]:
             {
                 "name": name,
                 "base": meta.get("base_model", "?"),
+                # Adapters from before the version was recorded were trained on format 1.
+                "prompt": meta.get("prompt_version", 1),
                 "qlora": meta.get("qlora"),
                 "r": hyper.get("r"),
                 "data_hash": str(meta.get("data_hash", ""))[:12],
@@ -61,7 +63,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """The summaries as an aligned text table (``mlrag finetune list``)."""
     if not rows:
         return "no adapters"
-    headers = ["name", "base", "r", "qlora", "data", "train_loss", "dev_loss", "metrics"]
+    headers = ["name", "base", "prompt", "r", "qlora", "data", "train_loss", "dev_loss", "metrics"]
 
     def cell(row: dict[str, Any], key: str) -> str:
         value = row.get({"data": "data_hash"}.get(key, key))

@@ -51,6 +51,7 @@ from finetune.dataset import (
 from finetune.overlap import DEFAULT_GOLD, check_file, check_no_overlap
 from rag.errors import CapacityError, InvalidInputError, MlragError, ModelUnavailableError
 from rag.local_models import ADAPTER_METADATA, ADAPTER_NAME_PATTERN, resolve_local_model
+from rag.prompt import PROMPT_VERSION
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -544,6 +545,9 @@ def train_adapter(
     metadata = {
         "name": config.name,
         "base_model": config.base,
+        # The prompt format the examples were rendered in (rag.prompt.PROMPT_VERSION): an
+        # adapter trained on another format is reported as such when served.
+        "prompt_version": PROMPT_VERSION,
         "base_location": location,
         "qlora": config.qlora,
         "data": str(data),

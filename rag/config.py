@@ -134,8 +134,8 @@ class GenerationSettings(BaseModel):
         "auto", description="Default generator: auto, claude, openai, local, extractive."
     )
     offline_generator: str = Field(
-        "extractive",
-        description="What 'auto' uses without an Anthropic key: 'extractive', 'local', or 'auto' (local when the Qwen2.5-Coder-1.5B GGUF is installed in data_dir/models, else extractive).",
+        "auto",
+        description="What 'auto' uses without an inference server or an Anthropic key: 'auto' (local, on llama.cpp, when the Qwen2.5-Coder-1.5B GGUF is installed in data_dir/models by `make model`, else extractive), 'extractive' or 'local'.",
     )
     max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
     abstain_threshold: float = Field(

@@ -372,6 +372,7 @@ class LocalModelManager:
         self.queue_size = settings.local_queue_size
         self._load_lock = threading.Lock()
         self._queue = GenerationQueue(settings.local_queue_size)
+        self._format_warned: set[str] = set()  # adapters reported as trained on an old format
         self._tokenizer: Any = None
         self._model: Any = None  # the base model, or a PeftModel wrapping it once adapters load
         # user name -> (peft adapter name, files fingerprint when loaded)
@@ -515,10 +516,27 @@ class LocalModelManager:
         """
         if adapter is not None:
             self.registry.path(adapter)  # fail fast, before queueing
+            self._warn_if_old_format(adapter)
         with self._queue.turn():
             self._ensure_loaded()
             with self._activate(adapter):
                 yield self._model
+
+    def _warn_if_old_format(self, adapter: str) -> None:
+        """Log once when ``adapter`` was trained on another prompt format than the one served
+        (rag.prompt.PROMPT_VERSION; adapters without a recorded version are format 1)."""
+        from rag.prompt import PROMPT_VERSION
+
+        version = self.registry.metadata(adapter).get("prompt_version", 1)
+        if version != PROMPT_VERSION and adapter not in self._format_warned:
+            self._format_warned.add(adapter)
+            log.warning(
+                "adapter %r was trained on prompt format %s, the service uses format %s: "
+                "retrain it (mlrag finetune train) for answers in the current format",
+                adapter,
+                version,
+                PROMPT_VERSION,
+            )
 
     @property
     def waiting(self) -> int:

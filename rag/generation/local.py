@@ -132,6 +132,15 @@ class LocalGenerator:
             out["prefill"] = float(timings["prompt_ms"])
         if "predicted_ms" in timings:
             out["decode"] = float(timings["predicted_ms"])
+        # Token counts (not milliseconds) for tokens/s: prefilled (new, not from the KV
+        # cache), reused from the cache, and decoded.
+        for key, name in (
+            ("prompt_n", "prefill_tokens"),
+            ("cache_n", "cached_tokens"),
+            ("predicted_n", "decode_tokens"),
+        ):
+            if key in timings:
+                out[name] = float(timings[key])
         return out
 
     # --- shared steps --------------------------------------------------------------------

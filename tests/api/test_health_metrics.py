@@ -155,3 +155,15 @@ def test_chat_page_is_served_without_external_resources(client) -> None:
         response = client.get(asset)
         assert response.status_code == 200
         assert "https://" not in response.text and "http://" not in response.text
+
+
+def test_answer_cache_hits_and_misses_are_counted(client, fake_rag) -> None:
+    import dataclasses
+
+    client.post("/v1/ask", json={"question": "What is overfitting?"})
+    original = fake_rag._answer
+    fake_rag._answer = lambda *a: dataclasses.replace(original(*a), cached=True)  # type: ignore[method-assign]
+    client.post("/v1/ask", json={"question": "What is overfitting?"})
+    text = client.get("/metrics").text
+    assert 'mlrag_answer_cache_total{result="miss"} 1.0' in text
+    assert 'mlrag_answer_cache_total{result="hit"} 1.0' in text

@@ -36,6 +36,7 @@ def test_metrics_are_merged_and_listed(settings) -> None:
     assert row == {
         "name": "a1",
         "base": "m",
+        "prompt": 1,  # no recorded prompt version: trained before it was recorded
         "qlora": None,
         "r": 8,
         "data_hash": "abababababab",
@@ -45,10 +46,29 @@ def test_metrics_are_merged_and_listed(settings) -> None:
         "created": "",
     }
     table = format_table([row]).splitlines()
-    assert table[1].split()[:3] == ["a1", "m", "8"] and "test_token_f1=0.500" in table[1]
+    assert table[1].split()[:4] == ["a1", "m", "1", "8"] and "test_token_f1=0.500" in table[1]
     assert [
         p.name for p in (settings.adapters_dir / "a1").iterdir() if p.name.startswith(".")
     ] == []
     with pytest.raises(UnknownNameError):
         record_metrics(settings, "missing", {})
     assert format_table([]) == "no adapters"
+
+
+def test_adapters_trained_on_an_old_prompt_format_are_reported_when_served(
+    settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from rag.local_models import LocalModelManager
+    from rag.prompt import PROMPT_VERSION
+
+    fake_adapter(settings, "old", {"base_model": "m"})
+    fake_adapter(settings, "new", {"base_model": "m", "prompt_version": PROMPT_VERSION})
+    manager = LocalModelManager(settings)
+    with caplog.at_level(logging.WARNING, logger="rag.local_models"):
+        manager._warn_if_old_format("new")
+        manager._warn_if_old_format("old")
+        manager._warn_if_old_format("old")  # once per adapter
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "'old' was trained on prompt format 1" in warnings[0]

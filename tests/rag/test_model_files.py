@@ -225,7 +225,7 @@ def test_offline_generator_auto(tmp_path: Path) -> None:
     assert resolve_generator_name("auto", settings) == "extractive"
     fake_qwen_install(settings.models_dir)
     assert resolve_generator_name("auto", settings) == "local"
-    assert Settings(data_dir=tmp_path).offline_generator == "extractive"  # default unchanged
+    assert Settings(data_dir=tmp_path).offline_generator == "auto"  # the default (issue 13)
 
 
 # --- the real file (slow) ------------------------------------------------------------------
