@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+INDEX_RECHECK_S = 5.0  # how long a seen non-empty index is trusted before counting again
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
@@ -80,6 +83,7 @@ class RAG:
         self._retrievers: dict[str, Retriever] = {}
         self._generators: dict[str, Generator] = {}
         self._cache: AnswerCache | None = None
+        self._index_seen_until = 0.0  # monotonic time until which the index is known non-empty
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RAG:
@@ -240,8 +244,13 @@ class RAG:
         return adapter
 
     def _require_index(self) -> None:
+        # A non-empty index is remembered for a few seconds: counting the store on every
+        # request was 3-5 % of a /v1/search request's time (py-spy, bench/api_load.py).
+        if time.monotonic() < self._index_seen_until:
+            return
         if not self.is_ready():
             raise EmptyIndexError("the index is empty: run `mlrag ingest` first")
+        self._index_seen_until = time.monotonic() + INDEX_RECHECK_S
 
     @property
     def rule(self) -> AbstentionRule:
