@@ -56,7 +56,8 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
 FILLER_WORDS: frozenset[str] = frozenset(
     """pls plz plox pl thx ty tnx whats wats wat whr wher wht hw abt bout tl dr tldr idk imo
     imho btw asap ok okay eli5 ur ya yo hmm bc cuz coz ppl smth sth rly halp qs ques vs
-    eg ie etc lol pls quick quickly explain explanation simple simply""".split()  # noqa: SIM905
+    eg ie etc lol pls quick quickly explain explanation simple simply snippet snippets page
+    section example examples tutorial guide article cheatsheet""".split()  # noqa: SIM905
 )
 # Shorthand for words the corpus spells out: covered when the context has the long form.
 ABBREVIATIONS: dict[str, tuple[str, ...]] = {
@@ -290,6 +291,8 @@ def uncovered_specific_terms(
             continue  # BatchNorm in "BatchNorm2d" or "Batch Normalization"
         if any(long in words for long in ABBREVIATIONS.get(term.word, ())):
             continue  # "params" for "parameters", "np" for "numpy"
+        if not term.name_like and _abbreviates_any(term.word, words):
+            continue  # "thm" for "theorem", "xgb" for "xgboost"
         letters = _LETTERS_THEN_DIGITS.fullmatch(term.word)
         if letters is not None and letters.group(1) in words:
             continue  # "gpt3" typed for "GPT-3", "bert2" for "BERT 2"
@@ -319,6 +322,22 @@ def _one_edit_apart(a: str, b: str) -> bool:
     while i < len(short) and short[i] == long[i]:
         i += 1
     return short[i:] == long[i + 1 :]
+
+
+MAX_ABBREVIATION = 3  # "thm", "xgb"; a longer unknown word is more likely a name (dask)
+
+
+def _abbreviates_any(word: str, words: set[str]) -> bool:
+    """Whether ``word`` (at most three letters) is a subsequence of a longer context word that
+    starts with the same letter: typed shorthand for it."""
+    if not (2 <= len(word) <= MAX_ABBREVIATION and word.isalpha()):
+        return False
+
+    def inside(long: str) -> bool:
+        letters = iter(long)
+        return all(c in letters for c in word)
+
+    return any(w[0] == word[0] and len(w) > len(word) + 2 and inside(w) for w in words)
 
 
 def _is_typo_of_any(word: str, words: set[str]) -> bool:

@@ -189,3 +189,11 @@ def test_typed_shorthand_typos_and_versions_are_not_missing_terms() -> None:
     # Short unknown names stay specific: "dask" is one edit from "task", but not a typo of it.
     dask = uncovered_specific_terms("does dask shard it", _hits("each task shards"), corpus, VOCAB)
     assert [w for w, _ in dask] == ["dask"]
+
+
+def test_short_shorthand_and_words_about_the_page_are_not_missing_terms() -> None:
+    corpus = CorpusTerms.from_texts(["x"])
+    hits = _hits("The central limit theorem says sample means are approximately normal.")
+    for question in ("central limit thm y does it matter", "the clt snippet on the page?"):
+        missing = [w for w, _ in uncovered_specific_terms(question, hits, corpus, VOCAB)]
+        assert "thm" not in missing and "snippet" not in missing, question
