@@ -487,7 +487,10 @@ class RAG:
     def _timed(
         self, answer: Answer, retrieval: Retrieval, decision: Decision, generate_ms: float
     ) -> Answer:
+        # The generator's own detail (first_token, prefill, decode, token counts) is kept; the
+        # pipeline's stage times replace its "generate".
         timings = {
+            **answer.timings_ms,
             "retrieve": retrieval.retrieve_ms,
             "generate": generate_ms,
             "total": _ms(time.perf_counter() - retrieval.started),
