@@ -126,9 +126,9 @@ def compress_hits(hits: Sequence[Hit], ranked: Sequence[Scored], budget_tokens: 
     order = [c for c in ranked if c.n == best] + [c for c in ranked if c.n != best]
     for candidate in order:
         if take(candidate):  # else a shorter, lower-ranked sentence may still fit
-            after = following.get((candidate.n, candidate.sentence.start))
-            if after is not None:
-                take(after)
+            next_one = following.get((candidate.n, candidate.sentence.start))
+            if next_one is not None:
+                take(next_one)
     compressed = []
     for rank, (n, chosen) in enumerate(kept.items(), start=1):  # dicts keep insertion order
         hit = hits[n - 1]
