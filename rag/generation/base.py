@@ -33,3 +33,35 @@ class Generator(Protocol):
     ) -> Iterator[StreamEvent]:
         """Token events, then exactly one final answer event; raises on failure mid-answer."""
         ...
+
+
+def model_answer(
+    generator: str,
+    question: str,
+    hits: list[Hit],
+    text: str,
+    adapter: str | None,
+    timings_ms: dict[str, float],
+) -> Answer:
+    """A language model's raw answer, before the pipeline cites and verifies it (a decline in
+    words is flagged here; rag.abstention makes the decision)."""
+    from rag.abstention import is_decline
+
+    return Answer(
+        text=text,
+        citations=[],  # the pipeline turns [n] markers into citations
+        abstained=is_decline(text),
+        generator=generator,
+        retriever=hits[0].retriever if hits else "",
+        adapter=adapter,
+        timings_ms=timings_ms,
+        question=question,
+        hits=list(hits),
+    )
+
+
+def no_context_answer(generator: str, question: str, adapter: str | None) -> Answer:
+    """The answer to a question with nothing retrieved: no model is asked."""
+    from rag.abstention import ABSTAIN_TEXT
+
+    return model_answer(generator, question, [], ABSTAIN_TEXT, adapter, {"generate": 0.0})

@@ -19,8 +19,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rag.abstention import ABSTAIN_TEXT, is_decline
 from rag.errors import GenerationError, ModelUnavailableError
+from rag.generation.base import model_answer, no_context_answer
 from rag.local_models import LocalModelManager, local_gguf_file, uses_llamacpp
 from rag.prompt import build_prompt
 from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent, Turn
@@ -182,21 +182,11 @@ class LocalGenerator:
         adapter: str | None,
         timings_ms: dict[str, float],
     ) -> Answer:
-        return Answer(
-            text=text,
-            citations=[],  # the pipeline turns [n] markers into citations
-            abstained=is_decline(text),
-            generator=self.name,
-            retriever=hits[0].retriever if hits else "",
-            adapter=adapter,
-            timings_ms=timings_ms,
-            question=question,
-            hits=list(hits),
-        )
+        return model_answer(self.name, question, hits, text, adapter, timings_ms)
 
     def _no_context(self, question: str, adapter: str | None) -> Answer:
-        # Nothing retrieved: the rules say abstain, and a small model would not.
-        return self._answer(question, [], ABSTAIN_TEXT, adapter, {"generate": 0.0})
+        # Nothing retrieved: the pipeline's gate abstains before asking any model.
+        return no_context_answer(self.name, question, adapter)
 
     # --- Generator interface -------------------------------------------------------------
     def generate(

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from rag.abstention import ABSTAIN_TEXT, is_decline
 from rag.errors import GenerationError
+from rag.generation.base import model_answer, no_context_answer
 from rag.openai_client import BACKOFF_BASE_S, openai_client, retry_wait, translate_error
 from rag.openai_models import ServerModels
 from rag.prompt import build_prompt
@@ -223,21 +223,11 @@ class OpenAIServerGenerator:
         adapter: str | None,
         timings_ms: dict[str, float],
     ) -> Answer:
-        return Answer(
-            text=text,
-            citations=[],  # the pipeline turns [n] markers into citations
-            abstained=is_decline(text),
-            generator=self.name,
-            retriever=hits[0].retriever if hits else "",
-            adapter=adapter,
-            timings_ms=timings_ms,
-            question=question,
-            hits=list(hits),
-        )
+        return model_answer(self.name, question, hits, text, adapter, timings_ms)
 
     def _no_context(self, question: str, adapter: str | None) -> Answer:
-        # Nothing retrieved: the rules say abstain; no need to ask the server.
-        return self._answer(question, [], ABSTAIN_TEXT, adapter, {"generate": 0.0})
+        # Nothing retrieved: the pipeline's gate abstains before asking any model.
+        return no_context_answer(self.name, question, adapter)
 
     def _log(self, model: str, finish_reason: str | None, elapsed_ms: float, retries: int) -> None:
         if finish_reason == "length":
