@@ -126,17 +126,23 @@ def decide_on_answer(
     strict: bool = False,
     strict_text: str = "",
     invented: Sequence[str] = (),
+    cites: bool = True,
 ) -> Decision:
     """Abstain after generating when the generator declined; when no sentence is left after
     verification (rag.verify dropped the ones stating invented specifics); when even the best
-    remaining sentence's support is below ``floor`` (calibrated on the dev split); or when
-    ``strict`` drops every unsupported sentence and nothing is left."""
+    remaining sentence's support is below ``floor`` (calibrated on the dev split); when no
+    sentence cites a block (none is supported by any); or when ``strict`` drops every
+    unsupported sentence and nothing is left."""
     if declined or is_decline(raw_text):
         return Decision(True, "declined")
     if not support:
         return Decision(True, "invented" if invented else "unsupported")
     if max(support) < floor:
         return Decision(True, "unsupported")
+    if not cites:
+        # rag.verify cites every sentence some block supports: an answer left with no citation
+        # has no supported sentence, and is never shown as an answer.
+        return Decision(True, "uncited")
     if strict and not strict_text.strip():
         return Decision(True, "unsupported")
     return ANSWER

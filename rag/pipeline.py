@@ -395,10 +395,11 @@ class RAG:
             valid.strict,
             grounding.strict_text,
             checked.invented,
+            cites=any(sentence.numbers for sentence in grounding.sentences),
         )
         if decision.abstain:
             fields: dict[str, Any] = {}
-            if decision.reason in ("unsupported", "invented"):
+            if decision.reason in ("unsupported", "invented", "uncited"):
                 fields = {
                     "unsupported": [*checked.invented, *grounding.unsupported],
                     "removed_citations": removed,

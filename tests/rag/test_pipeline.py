@@ -501,3 +501,16 @@ def test_a_capable_generator_condenses_follow_ups_itself(rag_pipeline: RAG, monk
     rag_pipeline.settings = rag_pipeline.settings.model_copy(update={"condense_with_model": False})
     heuristic = rag_pipeline.ask("and its rank?", history=history)
     assert heuristic.query != "What rank does LoRA use?" and "LoRA" in heuristic.query
+
+
+def test_an_answer_no_block_supports_is_never_shown(rag_pipeline: RAG, monkeypatch) -> None:
+    # No sentence cites a block and no block supports one well enough to be cited: declined,
+    # whatever the support floor (0 here, so only the citation rule can decline it).
+    rag_pipeline.settings = rag_pipeline.settings.model_copy(update={"answer_support_floor": 0.0})
+    _use(
+        rag_pipeline,
+        ScriptedGenerator("Cats are wonderful companions for everyone who lives alone."),
+        monkeypatch,
+    )
+    answer = rag_pipeline.ask(FRAUD, retriever="dense")
+    assert answer.abstained and answer.citations == []
