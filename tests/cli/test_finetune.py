@@ -40,11 +40,14 @@ def test_train_from_sft_file_then_list(
 
     assert main(["finetune", "list"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split()[:3] == ["name", "base", "r"]
+    assert out.splitlines()[0].split()[:4] == ["name", "base", "prompt", "r"]
     assert "cli-a" in out and " 2 " in out
+    from rag.prompt import PROMPT_VERSION
+
     assert main(["finetune", "list", "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert row["name"] == "cli-a" and row["r"] == 2
+    assert row["prompt"] == PROMPT_VERSION  # new adapters record the prompt format they learnt
 
 
 def test_check_accepts_clean_and_refuses_contaminated_files(
