@@ -481,9 +481,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="MLRAG_TORCH_THREADS of each worker (0: automatic, cores / workers). 1 by default: "
-        "with 2 threads on 2 busy cores one worker's query embedding stalled (p50 418 ms)",
+        default=0,
+        help="MLRAG_TORCH_THREADS of each worker (default 0: what `mlrag serve` does, cores / "
+        "workers). Measure on an idle machine: with 2 threads on 2 busy cores one worker's query "
+        "embedding stalled (p50 418 ms), where 1 thread kept 16 ms",
     )
     parser.add_argument("--ready-timeout", type=float, default=300)
     parser.add_argument("--collection", default="mlrag")
