@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from api.deps import ApiKey, ServicesDep
 from api.schemas import SearchRequest, SearchResponse
@@ -30,4 +31,8 @@ async def search(body: SearchRequest, request: Request, services: ServicesDep) -
     timings = {"retrieve": round(elapsed * 1000, 2)}
     request.state.timings_ms = timings
     request.state.retriever = retriever
-    return {"hits": [h.to_dict() for h in hits], "retriever": retriever, "timings_ms": timings}
+    body_out = {"hits": [h.to_dict() for h in hits], "retriever": retriever, "timings_ms": timings}
+    # The dicts already have SearchResponse's shape (tests/api/test_search.py checks it against
+    # the schema): returning a response skips FastAPI re-validating and re-encoding them, which
+    # was part of the 7-11 % of a search request spent on HTTP/JSON (py-spy).
+    return JSONResponse(body_out)

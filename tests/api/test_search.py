@@ -51,3 +51,11 @@ def test_real_search_applies_filters(make_client, real_rag) -> None:
         json={"query": "regularization", "k": 5, "filters": {"topic": "deep-learning"}},
     ).json()
     assert body["hits"] and {h["topic"] for h in body["hits"]} == {"deep-learning"}
+
+
+def test_search_responses_match_the_documented_schema(client) -> None:
+    from api.schemas import SearchResponse
+
+    body = client.post("/v1/search", json={"query": "overfitting", "k": 1}).json()
+    parsed = SearchResponse.model_validate(body)
+    assert parsed.model_dump() == body  # nothing missing, nothing extra
