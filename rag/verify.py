@@ -72,10 +72,13 @@ def recite(
     blocks = [hit.chunk.text for hit in context]
     edits = []
     for sentence in sentences:
-        scores = support_scores([sentence.plain] * len(blocks), blocks, embedder, cache)
         cited = [n for n in sentence.numbers if 1 <= n <= len(blocks)]
-        if cited and max(scores[n - 1] for n in cited) >= floor:
+        # The cited blocks first: a well-cited sentence (every extractive one) costs no more.
+        cited_texts = [blocks[n - 1] for n in cited]
+        cited_scores = support_scores([sentence.plain] * len(cited), cited_texts, embedder, cache)
+        if cited_scores and max(cited_scores) >= floor:
             continue
+        scores = support_scores([sentence.plain] * len(blocks), blocks, embedder, cache)
         best = max(range(len(blocks)), key=lambda i: scores[i])
         if scores[best] < floor:
             continue

@@ -174,20 +174,6 @@ class LocalGenerator:
             "top_k": None,
         }
 
-    def _answer(
-        self,
-        question: str,
-        hits: list[Hit],
-        text: str,
-        adapter: str | None,
-        timings_ms: dict[str, float],
-    ) -> Answer:
-        return model_answer(self.name, question, hits, text, adapter, timings_ms)
-
-    def _no_context(self, question: str, adapter: str | None) -> Answer:
-        # Nothing retrieved: the pipeline's gate abstains before asking any model.
-        return no_context_answer(self.name, question, adapter)
-
     # --- Generator interface -------------------------------------------------------------
     def generate(
         self,
@@ -198,7 +184,7 @@ class LocalGenerator:
     ) -> Answer:
         """A complete answer; raises CapacityError when the model's queue is full."""
         if not hits:
-            return self._no_context(question, adapter)
+            return no_context_answer(self.name, question, adapter)
         if self.runtime == "llamacpp":
             return self._generate_llama(question, hits, history, adapter)
         started = time.perf_counter()
@@ -212,7 +198,7 @@ class LocalGenerator:
         text = self.manager.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
         elapsed = (time.perf_counter() - started) * 1000
         log.debug("local answer: %d tokens in %.0f ms", len(new_tokens), elapsed)
-        return self._answer(question, hits, text, adapter, {"generate": elapsed})
+        return model_answer(self.name, question, hits, text, adapter, {"generate": elapsed})
 
     def stream(
         self,
@@ -227,7 +213,7 @@ class LocalGenerator:
         raised there, before any token. Closing the iterator early stops the generation.
         """
         if not hits:
-            answer = self._no_context(question, adapter)
+            answer = no_context_answer(self.name, question, adapter)
             yield TokenEvent(answer.text)
             yield AnswerEvent(answer)
             return
@@ -278,7 +264,9 @@ class LocalGenerator:
         if failures:
             raise GenerationError(f"local generation failed: {failures[0]}") from failures[0]
         timings["generate"] = (time.perf_counter() - started) * 1000
-        yield AnswerEvent(self._answer(question, hits, "".join(parts).strip(), adapter, timings))
+        yield AnswerEvent(
+            model_answer(self.name, question, hits, "".join(parts).strip(), adapter, timings)
+        )
 
     def rewrite(self, messages: list[dict[str, str]], max_tokens: int) -> str:
         """A short completion for the pipeline's helpers (condensing follow-ups). Only on
@@ -299,7 +287,7 @@ class LocalGenerator:
         )
         elapsed = (time.perf_counter() - started) * 1000
         timings = self._llama_timings(result.timings, elapsed)
-        return self._answer(question, hits, result.text.strip(), adapter, timings)
+        return model_answer(self.name, question, hits, result.text.strip(), adapter, timings)
 
     def _stream_llama(
         self, question: str, hits: list[Hit], history: list[Turn] | None, adapter: str | None
@@ -327,4 +315,4 @@ class LocalGenerator:
         if result is not None and result.first_token_ms is not None:
             timings["first_token"] = result.first_token_ms
         text = result.text.strip() if result else "".join(parts).strip()
-        yield AnswerEvent(self._answer(question, hits, text, adapter, timings))
+        yield AnswerEvent(model_answer(self.name, question, hits, text, adapter, timings))

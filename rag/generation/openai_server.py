@@ -107,7 +107,7 @@ class OpenAIServerGenerator:
         """A complete answer (one non-streamed request, retried before it answers)."""
         model = self.models.model_for(adapter)
         if not hits:
-            return self._no_context(question, adapter)
+            return no_context_answer(self.name, question, adapter)
         request = self._request(model, question, hits, history)
         started = time.perf_counter()
         attempt = 0
@@ -129,7 +129,7 @@ class OpenAIServerGenerator:
         text = (choice.message.content or "").strip()
         self._log(model, choice.finish_reason, elapsed, attempt)
         timings = {"generate": elapsed, **_llamacpp_timings(response)}
-        return self._answer(question, hits, text, adapter, timings)
+        return model_answer(self.name, question, hits, text, adapter, timings)
 
     def stream(
         self,
@@ -145,7 +145,7 @@ class OpenAIServerGenerator:
         """
         model = self.models.model_for(adapter)
         if not hits:
-            answer = self._no_context(question, adapter)
+            answer = no_context_answer(self.name, question, adapter)
             yield TokenEvent(answer.text)
             yield AnswerEvent(answer)
             return
@@ -201,7 +201,7 @@ class OpenAIServerGenerator:
             timings["decode"] = elapsed - timings["first_token"]
         self._log(model, finish_reason, elapsed, attempt)
         text = "".join(parts).strip()
-        yield AnswerEvent(self._answer(question, hits, text, adapter, timings))
+        yield AnswerEvent(model_answer(self.name, question, hits, text, adapter, timings))
 
     # --- helpers -------------------------------------------------------------------------
     def _request(
@@ -214,20 +214,6 @@ class OpenAIServerGenerator:
             "temperature": 0.0,
             "max_tokens": self.max_tokens,
         }
-
-    def _answer(
-        self,
-        question: str,
-        hits: list[Hit],
-        text: str,
-        adapter: str | None,
-        timings_ms: dict[str, float],
-    ) -> Answer:
-        return model_answer(self.name, question, hits, text, adapter, timings_ms)
-
-    def _no_context(self, question: str, adapter: str | None) -> Answer:
-        # Nothing retrieved: the pipeline's gate abstains before asking any model.
-        return no_context_answer(self.name, question, adapter)
 
     def _log(self, model: str, finish_reason: str | None, elapsed_ms: float, retries: int) -> None:
         if finish_reason == "length":
