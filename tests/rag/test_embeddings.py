@@ -20,7 +20,8 @@ DIM = 4
 def text_vector(text: str) -> np.ndarray:
     """A deterministic vector per text, so a caller can tell whether it got its own row."""
     seed = sum(text.encode()) + len(text)
-    return np.array([len(text), seed % 97, seed % 13, 1.0], dtype=np.float32)
+    vector = np.array([len(text), seed % 97, seed % 13, 1.0], dtype=np.float32)
+    return vector / np.linalg.norm(vector)  # unit length, as every embedder returns
 
 
 class RecordingEncoder:
@@ -70,6 +71,15 @@ class FakeModel:
         finally:
             with self._count_lock:
                 self.active -= 1
+
+    # The query fast path (Embedder.embed_queries) calls the model's modules, not encode.
+    def preprocess(self, texts: list[str]) -> dict[str, list[str]]:
+        return {"texts": list(texts)}
+
+    def __call__(self, features: dict[str, list[str]]) -> dict[str, Any]:
+        import torch
+
+        return {"sentence_embedding": torch.from_numpy(self.encode(features["texts"]))}
 
     def get_embedding_dimension(self) -> int:
         return DIM
@@ -197,7 +207,7 @@ def test_concurrent_identical_queries_are_embedded_once() -> None:
         vectors = [f.result(timeout=5) for f in futures]
     assert model.calls == [["same question"]]
     for vector in vectors:
-        np.testing.assert_array_equal(vector, text_vector("same question"))
+        np.testing.assert_allclose(vector, text_vector("same question"), rtol=1e-6)
     assert not emb._in_flight
 
 
@@ -207,7 +217,7 @@ def test_a_failed_query_is_not_cached_and_can_be_retried() -> None:
     model.fail_next = True
     with pytest.raises(RuntimeError, match="encode failed"):
         emb.embed_query("q")
-    np.testing.assert_array_equal(emb.embed_query("q"), text_vector("q"))
+    np.testing.assert_allclose(emb.embed_query("q"), text_vector("q"), rtol=1e-6)
     assert model.calls == [["q"], ["q"]]
     assert not emb._in_flight
 
@@ -223,7 +233,9 @@ def test_ingest_batches_and_query_batches_never_encode_at_the_same_time() -> Non
         docs = [pool.submit(ingest, i) for i in range(6)]
         queries = [pool.submit(emb.embed_query, f"query {i}") for i in range(24)]
         for i, future in enumerate(queries):
-            np.testing.assert_array_equal(future.result(timeout=10), text_vector(f"query {i}"))
+            np.testing.assert_allclose(
+                future.result(timeout=10), text_vector(f"query {i}"), rtol=1e-6
+            )
         for future in docs:
             assert future.result(timeout=10).shape == (5, DIM)
     assert model.max_active == 1
@@ -249,6 +261,17 @@ def test_batched_embeddings_equal_single_embeddings(embedder: Embedder) -> None:
     singles = np.stack([embedder.embed_documents([t])[0] for t in VARIED_TEXTS])
     assert batched.dtype == np.float32 and batched.shape == (len(VARIED_TEXTS), 384)
     np.testing.assert_allclose(batched, singles, atol=1e-5)
+
+
+def test_query_fast_path_equals_encode(embedder: Embedder) -> None:
+    """embed_queries skips encode's bookkeeping, not its maths: same vectors, also for a
+    text longer than the model's window (both truncate it)."""
+    texts = [*VARIED_TEXTS, "gradient " * 400]
+    got = embedder.embed_queries(texts)
+    assert got.dtype == np.float32 and got.shape == (len(texts), 384)
+    np.testing.assert_allclose(got, embedder.embed_documents(texts), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert embedder.embed_queries([]).shape == (0, 384)
 
 
 def test_concurrent_queries_are_batched_and_match_single_encoding(embedder: Embedder) -> None:
