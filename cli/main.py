@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+ONE_SHOT_COMMANDS = frozenset({"ask", "search"})
+
+
 def quiet_import_warnings() -> None:
     """Silence warnings third-party packages print at import on every command.
 
@@ -60,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_import_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ONE_SHOT_COMMANDS and not args.verbose:
+        # transformers draws a "Loading weights" bar on every model load; above a one-shot
+        # answer it is noise (ingest, serve and finetune keep it, and hub downloads there).
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from rag.config import Settings

@@ -44,3 +44,25 @@ def test_main_quiets_before_building_the_parser(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert calls == ["quiet", "parser"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "disabled"),
+    [(["ask", "x"], True), (["search", "x"], True), (["-v", "ask", "x"], False),
+     (["ingest", "--status"], False)],
+)  # fmt: skip
+def test_one_shot_commands_hide_model_loading_bars(
+    argv: list[str], disabled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mlrag ask` prints an answer, not transformers' "Loading weights" bar; commands with
+    long work (ingest, serve, finetune) and -v keep progress bars."""
+    import cli.main as cli
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    parser = cli.build_parser()
+    args = parser.parse_args(argv)
+    monkeypatch.setattr(args, "func", lambda args, settings: 0)
+    monkeypatch.setattr(parser, "parse_args", lambda argv: args)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main(argv) == 0
+    assert (os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1") is disabled
