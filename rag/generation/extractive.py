@@ -277,7 +277,7 @@ class ExtractiveGenerator:
         embedder: Embedder,
         sentences: SentenceEmbeddings | None = None,
         *,
-        max_sentences: int = 3,
+        max_sentences: int = 2,
         diversity: float = 0.7,
         min_relevance: float = 0.25,
         drop: float = 0.15,
@@ -288,6 +288,9 @@ class ExtractiveGenerator:
     ) -> None:
         self.embedder = embedder
         self.sentences = sentences or SentenceEmbeddings(embedder)
+        # Dev split: three sentences carried the evidence for 0.46 of answerable items with 2.2
+        # sentences an answer, often fragments from several places; two keep 0.45 with 1.7;
+        # one drops to 0.30 (the value and the line that explains it are often two lines).
         self.max_sentences = max_sentences
         self.diversity = diversity
         self.min_relevance = min_relevance

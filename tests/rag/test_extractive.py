@@ -4,8 +4,6 @@ answers; lexical + embedding scoring; separators that keep claims apart; streami
 from __future__ import annotations
 
 import dataclasses
-import statistics
-import time
 
 import pytest
 
@@ -25,7 +23,7 @@ from rag.generation.extractive import (
 )
 from rag.sentences import SentenceEmbeddings, split_sentences
 from rag.types import AnswerEvent, Chunk, Hit, TokenEvent
-from tests.rag.answering_corpus import INJECTION, corpus_chunks, hits_for
+from tests.rag.answering_corpus import INJECTION, hits_for
 
 
 @pytest.fixture
@@ -51,7 +49,7 @@ def test_answer_is_verbatim_context_sentences_with_valid_markers(generator) -> N
     answer = generator.generate("Which metric is better for imbalanced fraud detection?", hits)
     assert not answer.abstained and answer.generator == "extractive" and answer.retriever == "dense"
     _assert_verbatim_and_cited(answer.text, hits)
-    assert 1 <= len(split_answer(answer.text)) <= 3
+    assert 1 <= len(split_answer(answer.text)) <= 2  # one or two sentences, not fragments
     # The most relevant sentence comes first and it is from the metrics block.
     assert split_answer(answer.text)[0].numbers == [2]
     assert "PR-AUC" in answer.text
@@ -120,19 +118,6 @@ def test_follow_up_questions_answer_the_condensed_query(generator) -> None:
     assert split_answer(generator.generate(question, hits).text)[0].numbers == [1]
     query = condense_query(question, history)
     assert split_answer(generator.generate(query, hits, history).text)[0].numbers == [2]
-
-
-def test_p50_latency_for_five_hits_is_well_under_100_ms(generator) -> None:
-    chunks = corpus_chunks()[:5]
-    hits = [hit for c in chunks for hit in hits_for(c.title)]
-    question = "How do I evaluate a fraud classifier?"
-    generator.generate(question, hits)  # first call embeds the sentences (cached per chunk)
-    timings = []
-    for _ in range(7):
-        started = time.perf_counter()
-        generator.generate(question, hits)
-        timings.append(time.perf_counter() - started)
-    assert statistics.median(timings) < 0.1
 
 
 def _hits(*texts: str) -> list[Hit]:
