@@ -28,7 +28,7 @@ from rag.citations import build_citations, clean_markers
 from rag.coverage import CoverageSignal
 from rag.errors import EmptyIndexError, GenerationError, InvalidInputError, MlragError
 from rag.request import AskRequest, ValidRequest, check_question, validate
-from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent
+from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent, Turn
 
 if TYPE_CHECKING:
     from rag.answer_cache import AnswerCache
@@ -61,6 +61,16 @@ class Retrieval:
     retrieve_ms: float
     started: float  # perf_counter at the start of the request
     context: list[Hit] = dataclasses.field(default_factory=list)  # what the generator sees
+
+
+def generator_history(valid: ValidRequest, retrieval: Retrieval) -> list[Turn] | None:
+    """The earlier turns the generator is shown: none when the follow-up was condensed into a
+    standalone query (the query then stands for the conversation; shown the history as well,
+    the 1.5B model repeated its previous answer to "is there another way?", and the turns
+    cost prefill), else the history as it is."""
+    if not valid.history or retrieval.query != valid.question:
+        return None
+    return list(valid.history)
 
 
 class RAG:
@@ -298,7 +308,10 @@ class RAG:
         started = time.perf_counter()
         try:
             raw = self.generator(valid.generator).generate(
-                retrieval.query, retrieval.context, list(valid.history) or None, valid.adapter
+                retrieval.query,
+                retrieval.context,
+                generator_history(valid, retrieval),
+                valid.adapter,
             )
         except MlragError:
             raise
@@ -530,9 +543,11 @@ class RAG:
         started = time.perf_counter()
         raw: Answer | None = None
         try:
-            history = list(valid.history) or None
             events = self.generator(name).stream(
-                retrieval.query, retrieval.context, history, valid.adapter
+                retrieval.query,
+                retrieval.context,
+                generator_history(valid, retrieval),
+                valid.adapter,
             )
             for event in events:
                 if isinstance(event, AnswerEvent):

@@ -128,12 +128,21 @@ def test_history_condenses_the_query_before_retrieval(rag_pipeline: RAG, monkeyp
 
 
 def test_the_generator_receives_the_condensed_query(rag_pipeline: RAG, monkeypatch) -> None:
+    """A condensed follow-up reaches the generator alone: the query stands for the
+    conversation (shown the history too, a small model repeats its previous answer)."""
     received: list[str] = []
+    histories: list[object] = []
 
     class Recording(ScriptedGenerator):
         def generate(self, question: str, hits: list[Hit], history=None, adapter=None) -> Answer:
             received.append(question)
+            histories.append(history)
             return super().generate(question, hits, history, adapter)
+
+        def stream(self, question: str, hits: list[Hit], history=None, adapter=None):
+            received.append(question)
+            histories.append(history)
+            return super().stream(question, hits, history, adapter)
 
     _use(rag_pipeline, Recording("LoRA learns a low-rank update [1]."), monkeypatch)
     history = [
@@ -145,6 +154,25 @@ def test_the_generator_receives_the_condensed_query(rag_pipeline: RAG, monkeypat
     assert answer.query == received[0] and answer.question == "and what about its rank?"
     assert list(rag_pipeline.stream("and what about its rank?", history=history))
     assert received[-1] == received[0]  # streaming too
+    assert len(histories) >= 2 and all(h is None for h in histories)  # ask and stream
+
+
+def test_a_question_left_as_it_is_keeps_its_history_for_the_generator(
+    rag_pipeline: RAG, monkeypatch
+) -> None:
+    """When condensing leaves the question unchanged, the turns are all the generator has."""
+    histories: list[object] = []
+
+    class Recording(ScriptedGenerator):
+        def generate(self, question: str, hits: list[Hit], history=None, adapter=None) -> Answer:
+            histories.append(history)
+            return super().generate(question, hits, history, adapter)
+
+    _use(rag_pipeline, Recording("LoRA learns a low-rank update [1]."), monkeypatch)
+    monkeypatch.setattr(RAG, "condense", lambda self, valid: valid.question)
+    history = [Turn("user", "Hi"), Turn("assistant", "Hello.")]
+    rag_pipeline.ask("How does LoRA fine-tuning work?", history=history)
+    assert histories == [history]
 
 
 # --- post-processing of generator output ----------------------------------------------------
