@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # Characters per model token on this corpus (measured 4.15 for Qwen2.5-Coder-1.5B on 20 chunks:
 # their characters over llama.cpp's prompt token counts; rounded down to stay inside budgets).
 CHARS_PER_TOKEN = 4.0
-BLOCK_OVERHEAD_TOKENS = 12  # "[n] Title — Section", the URL line and separators
+BLOCK_OVERHEAD_TOKENS = 6  # "[n] ", the heading's dash and the separators
 # Scoring, as the extractive answerer's (rag.generation.extractive): cosine to the query plus
 # this share of the query's content words, minus a prior per retrieval rank.
 LEXICAL_WEIGHT = 0.3
@@ -54,9 +54,9 @@ def estimate_tokens(text: str) -> int:
 
 
 def block_overhead(hit: Hit) -> int:
-    """Approximate tokens a block costs besides its sentences (heading, URL)."""
+    """Approximate tokens a block costs besides its sentences (its number and heading)."""
     chunk = hit.chunk
-    return BLOCK_OVERHEAD_TOKENS + estimate_tokens(f"{chunk.title} {chunk.section} {chunk.url}")
+    return BLOCK_OVERHEAD_TOKENS + estimate_tokens(f"{chunk.title} {chunk.section}")
 
 
 def rank_sentences(

@@ -15,18 +15,17 @@ from rag.types import Chunk, Hit, Turn
 from tests.rag.answering_corpus import INJECTION, hits_for
 
 
-def test_context_blocks_are_numbered_in_rank_order_with_title_section_and_url() -> None:
+def test_context_blocks_are_numbered_in_rank_order_with_title_and_section() -> None:
     hits = hits_for("Evaluation Metrics", "Parameter-Efficient Fine-Tuning")
     context = format_context(hits)
     assert context.startswith(CONTEXT_OPEN + "\n") and context.endswith("\n" + CONTEXT_CLOSE)
     first = context.index(
-        "[1] Evaluation Metrics — Classification > Imbalanced data\nURL: https://example.org/metrics#imbalanced\nROC-AUC measures"
+        "[1] Evaluation Metrics — Classification > Imbalanced data\nROC-AUC measures"
     )
-    second = context.index(
-        "[2] Parameter-Efficient Fine-Tuning — LoRA\nURL: https://example.org/peft#lora\nLoRA freezes"
-    )
+    second = context.index("[2] Parameter-Efficient Fine-Tuning — LoRA\nLoRA freezes")
     assert first < second
     assert "[3]" not in context
+    assert "example.org" not in context  # the model cites [n]; the citation carries the URL
 
 
 def test_block_without_title_or_url_falls_back_to_source() -> None:
