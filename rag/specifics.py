@@ -80,3 +80,48 @@ def missing_specifics(sentence: str, sources: Iterable[str]) -> list[str]:
         elif needle not in text:
             missing.append(item)
     return sorted(missing)
+
+
+# A number is only as good as what it is attached to: the 1.5B model answers "which learning
+# rate does the page recommend?" with "a learning rate of 32" because ``lora_alpha=32`` is in
+# the context. So each number of an answer must also share a word with what surrounds one of
+# its occurrences in the context (or the question).
+ANSWER_WINDOW_WORDS = 4  # content words either side of the number in the answer sentence
+SOURCE_WINDOW_WORDS = 8  # ... and either side of each of its occurrences in a source
+_BINDING_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]{2,}")
+STEM_CHARS = 5  # "trained" ~ "training", "parameters" ~ "params" is not attempted
+
+
+def _stem_set(words: Iterable[str]) -> set[str]:
+    from rag.sentences import STOPWORDS
+
+    return {w.lower()[:STEM_CHARS] for w in words if w.lower() not in STOPWORDS}
+
+
+def _near(text: str, start: int, end: int, n: int) -> set[str]:
+    """The stemmed content words among the ``n`` words before and after ``text[start:end]``."""
+    before = _BINDING_WORD.findall(text[:start])[-n:]
+    after = _BINDING_WORD.findall(text[end:])[:n]
+    return _stem_set([*before, *after])
+
+
+def unbound_numbers(sentence: str, sources: Iterable[str]) -> list[str]:
+    """The numbers of ``sentence`` that occur in the sources only among unrelated words: no
+    content word near the number in the sentence is near any of its occurrences in a source
+    (sorted). A number found in no source is :func:`missing_specifics`'s business, and a
+    number with no content word around it in the sentence has nothing to check."""
+    texts = [normalize_for_match(t).replace(",", "") for t in sources]
+    plain = normalize_for_match(sentence)
+    unbound = set()
+    for match in _NUMBER.finditer(plain):
+        number = match.group(0).rstrip("%").replace(",", "")
+        said = _near(plain, match.start(), match.end(), ANSWER_WINDOW_WORDS)
+        if not said:
+            continue
+        pattern = re.compile(rf"(?<![\d.]){re.escape(number)}(?![\d])")
+        occurrences = [(text, m) for text in texts for m in pattern.finditer(text)]
+        if occurrences and not any(
+            said & _near(text, m.start(), m.end(), SOURCE_WINDOW_WORDS) for text, m in occurrences
+        ):
+            unbound.add(number)
+    return sorted(unbound)

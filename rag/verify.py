@@ -1,7 +1,8 @@
 """The verify stage: check a generated answer against the context before anyone reads it.
 
 1. **Specifics** (rag.specifics): a sentence that states a number, identifier or name found in
-   neither the context the model saw nor the question is dropped — it is invented.
+   neither the context the model saw nor the question is dropped — it is invented; so is one
+   whose number occurs there only among unrelated words (the number is lifted from elsewhere).
 2. **Citations checked**: a sentence that cites nothing, or only blocks that do not support it,
    gets the block that supports it best, when that support reaches the floor (small models
    often cite the wrong number; and every answer that is sent cites).
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from rag.citations import MARKER_WITH_SPACE, split_answer
 from rag.grounding import Grounding, _remove_spans, assess, support_scores
-from rag.specifics import missing_specifics
+from rag.specifics import missing_specifics, unbound_numbers
 
 if TYPE_CHECKING:
     from rag.embeddings import Embedder
@@ -47,9 +48,15 @@ def context_sources(context: list[Hit], question: str) -> list[str]:
     return texts
 
 
+def invents(sentence: str, sources: list[str]) -> bool:
+    """Whether ``sentence`` states a specific found in no source, or a number found only among
+    unrelated words ("a learning rate of 32" where the context has ``lora_alpha=32``)."""
+    return bool(missing_specifics(sentence, sources) or unbound_numbers(sentence, sources))
+
+
 def drop_invented(text: str, sources: list[str]) -> tuple[str, list[str]]:
-    """``text`` without the sentences whose specifics occur in no source."""
-    invented = [s for s in split_answer(text) if s.plain and missing_specifics(s.plain, sources)]
+    """``text`` without the sentences that invent specifics (:func:`invents`)."""
+    invented = [s for s in split_answer(text) if s.plain and invents(s.plain, sources)]
     if not invented:
         return text, []
     return _remove_spans(text, [(s.start, s.end) for s in invented]), [s.plain for s in invented]
@@ -64,8 +71,9 @@ def recite(
 ) -> tuple[str, int]:
     """``text`` with each sentence's citation checked: a sentence that cites nothing, or only
     blocks that do not support it (below ``floor``), gets the block that supports it best
-    instead, when that one reaches ``floor`` (small models often cite the wrong block number).
-    Returns the text and the number of sentences whose citation was added or replaced."""
+    instead, when that one reaches ``floor`` (small models often cite the wrong block number);
+    a sentence citing several blocks keeps those that support it. Returns the text and the
+    number of sentences whose citations were added, replaced or narrowed."""
     sentences = [s for s in split_answer(text) if s.plain]
     if not sentences or not context:
         return text, 0
@@ -77,15 +85,21 @@ def recite(
         cited_texts = [blocks[n - 1] for n in cited]
         cited_scores = support_scores([sentence.plain] * len(cited), cited_texts, embedder, cache)
         if cited_scores and max(cited_scores) >= floor:
-            continue
-        scores = support_scores([sentence.plain] * len(blocks), blocks, embedder, cache)
-        best = max(range(len(blocks)), key=lambda i: scores[i])
-        if scores[best] < floor:
-            continue
+            # Of several cited blocks, only those that support the sentence stay cited.
+            keep = [n for n, score in zip(cited, cited_scores, strict=True) if score >= floor]
+            if keep == sentence.numbers:
+                continue
+        else:
+            scores = support_scores([sentence.plain] * len(blocks), blocks, embedder, cache)
+            best = max(range(len(blocks)), key=lambda i: scores[i])
+            if scores[best] < floor:
+                continue
+            keep = [best + 1]
         body = MARKER_WITH_SPACE.sub("", sentence.text).rstrip()
         stop = body[-1] if body and body[-1] in ".!?" else ""
         body = body[: len(body) - len(stop)].rstrip()
-        edits.append((sentence.start, sentence.end, sentence.text, f"{body} [{best + 1}]{stop}"))
+        markers = "".join(f"[{n}]" for n in keep)
+        edits.append((sentence.start, sentence.end, sentence.text, f"{body} {markers}{stop}"))
     for start, end, old, new in sorted(edits, reverse=True):
         trailing = old[len(old.rstrip()) :]
         text = text[:start] + new + trailing + text[end:]

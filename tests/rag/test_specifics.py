@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.specifics import missing_specifics, specifics
+from rag.specifics import missing_specifics, specifics, unbound_numbers
 from rag.verify import drop_invented, recite
 from tests.rag.answering_corpus import hits_for
 
@@ -28,6 +28,36 @@ def test_specifics_must_occur_in_the_context_or_the_question() -> None:
     assert missing_specifics("DeepSpeed shards it.", [*CONTEXT, "what about DeepSpeed?"]) == []
 
 
+LORA_CONFIG = [
+    "r=16,  # rank — higher = more capacity\nlora_alpha=32,  # scaling factor (usually 2×r)",
+    "Train <1% of parameters vs full fine-tuning",
+    "By default, 15 digits of precision are used, but you can pass any number to evalf.",
+]
+
+
+def test_a_number_must_come_with_what_it_is_attached_to() -> None:
+    """The 1.5B model's near-miss failure: 32 is in the context, but as lora_alpha (sentences
+    come plain, citation markers removed, as rag.verify passes them)."""
+    question = "which learning rate does the page recommend for full fine-tuning without LoRA?"
+    sources = [*LORA_CONFIG, question]
+    assert unbound_numbers("The page recommends a learning rate of 32.", sources) == ["32"]
+    # Paraphrases that keep a word of the number's context pass.
+    assert unbound_numbers("LoRA uses a rank of 16.", sources) == []
+    assert unbound_numbers("SymPy uses 15 digits of precision by default.", sources) == []
+    assert unbound_numbers("Fewer than 1% of the parameters are trained.", sources) == []
+    # Numbers the question gives are bound by the question's words.
+    assert unbound_numbers("Pass 100 to get pi to 100 digits.", ["pi to 100 digits?"]) == []
+    # A number in no source is missing_specifics' business; a bare number checks nothing.
+    assert unbound_numbers("The learning rate is 0.3.", sources) == []
+    assert unbound_numbers("32.", sources) == []
+
+
+def test_a_sentence_with_an_unbound_number_is_dropped_as_invented() -> None:
+    text = "LoRA uses a rank of 16 [1]. The learning rate is 32 [1]."
+    kept, invented = drop_invented(text, LORA_CONFIG)
+    assert kept == "LoRA uses a rank of 16 [1]." and invented == ["The learning rate is 32."]
+
+
 def test_invented_sentences_are_dropped_and_the_rest_kept() -> None:
     text = "Use PR-AUC for fraud [1]. Its default threshold is 0.37 [1]."
     kept, invented = drop_invented(text, CONTEXT)
@@ -47,3 +77,11 @@ def test_a_wrong_or_missing_citation_moves_to_the_supporting_block(embedder) -> 
     assert uncited == "PR-AUC is the better metric for fraud detection [2]." and changed == 1
     right, changed = recite(wrong.replace("[1]", "[2]"), hits, embedder, None, 0.5)
     assert right == wrong.replace("[1]", "[2]") and changed == 0
+
+
+def test_of_several_cited_blocks_only_the_supporting_ones_stay(embedder) -> None:
+    hits = hits_for("Regularization", "Evaluation Metrics")
+    both = "PR-AUC is the better metric for imbalanced fraud detection [1][2]."
+    narrowed, changed = recite(both, hits, embedder, None, 0.5)
+    assert narrowed == "PR-AUC is the better metric for imbalanced fraud detection [2]."
+    assert changed == 1
