@@ -6,7 +6,8 @@ kind, split``) becomes chat messages in exactly the format the ``local`` generat
 blocks and the question), with an assistant turn as the target:
 
 * answerable items: the context is what the retriever returns for the question (``hybrid``,
-  k=4). Chunks holding the evidence quotes are always present — when retrieval missed one it
+  k=4), cut to its relevant sentences as serving cuts it (rag.context.context_for, with the
+  evidence sentences always kept). Chunks holding the evidence quotes are always present — when retrieval missed one it
   replaces a distractor at a random position (RAFT-style) — and the other blocks are real
   distractors. The target is the item's short answer with ``[n]`` after each sentence, ``n``
   being the block that holds the evidence the sentence rests on;
@@ -255,6 +256,7 @@ class BuildStats:
 
 SearchFn = Callable[[str, int], list[Hit]]
 FitsFn = Callable[[list[dict[str, str]]], bool]
+ContextFn = Callable[[str, list[Hit], Sequence[str]], list[Hit]]
 
 
 def messages_for(question: str, hits: list[Hit], target: str) -> list[dict[str, str]]:
@@ -289,6 +291,7 @@ class ExampleBuilder:
         fits: FitsFn | None = None,
         retriever: str = "hybrid",
         unanswerable: bool = True,
+        context: ContextFn | None = None,
     ) -> None:
         if k < 1:
             raise InvalidInputError("k must be at least 1")
@@ -304,6 +307,10 @@ class ExampleBuilder:
         # False leaves the unanswerable items out: the model then never learns to abstain
         # and abstention is left to the pipeline's relevance check.
         self.unanswerable = unanswerable
+        # ``context(question, hits, keep)``: the hits cut as serving cuts them
+        # (rag.context.context_for), keeping the sentences that hold the ``keep`` quotes;
+        # None trains on whole chunks.
+        self.context = context
         self.stats = BuildStats()
 
     def build(self, items: Sequence[QAItem]) -> list[SFTExample]:
@@ -338,6 +345,10 @@ class ExampleBuilder:
                     self.stats.abstain_removed += 1
         return examples
 
+    def _cut(self, question: str, hits: list[Hit], keep: Sequence[str]) -> list[Hit]:
+        """The context the model will be shown for these hits (see ``context``)."""
+        return self.context(question, hits, keep) if self.context is not None else hits
+
     def _fit(
         self, chunks: list[Chunk], keep: set[str], make: Callable[[list[Chunk]], SFTExample]
     ) -> SFTExample:
@@ -356,7 +367,7 @@ class ExampleBuilder:
         suffix = "" if kind == "abstain" else "#removed"
 
         def make(blocks: list[Chunk]) -> SFTExample:
-            hits = _renumber(blocks, self.retriever)
+            hits = self._cut(item.question, _renumber(blocks, self.retriever), ())
             return SFTExample(
                 f"{item.id}{suffix}",
                 kind,
@@ -393,16 +404,14 @@ class ExampleBuilder:
         keep = {c.id for c in context if any(contains_quote(c.text, q) for q in item.evidence)}
 
         def make(blocks: list[Chunk]) -> SFTExample:
+            hits = self._cut(item.question, _renumber(blocks, self.retriever), item.evidence)
             where = [
-                next(n for n, c in enumerate(blocks, 1) if contains_quote(c.text, quote))
+                next(n for n, h in enumerate(hits, 1) if contains_quote(h.chunk.text, quote))
                 for quote in item.evidence
             ]
             target = cited_answer(item.reference, item.evidence, where)
             return SFTExample(
-                item.id,
-                "answer",
-                item.question,
-                messages_for(item.question, _renumber(blocks, self.retriever), target),
+                item.id, "answer", item.question, messages_for(item.question, hits, target)
             )
 
         return self._fit(context, keep, make)

@@ -37,8 +37,10 @@ from finetune.dataset import (
     DEFAULT_K,
     DEFAULT_REMOVAL_FRACTION,
     IGNORE_INDEX,
+    ContextFn,
     EvidenceIndex,
     ExampleBuilder,
+    SearchFn,
     SFTExample,
     TokenizedExample,
     file_hash,
@@ -238,9 +240,11 @@ def attach_lora(model: Any, config: TrainConfig) -> Any:
 # --- data -------------------------------------------------------------------------------
 
 
-def rag_search(settings: Settings) -> tuple[Callable[[str, int], list[Hit]], EvidenceIndex]:
-    """The RAG's ``hybrid`` retriever as a ``search(question, n)`` plus an evidence index
-    over every stored chunk (EmptyIndexError when nothing is ingested)."""
+def rag_search(settings: Settings) -> tuple[SearchFn, EvidenceIndex, ContextFn]:
+    """The RAG's ``hybrid`` retriever as a ``search(question, n)``, an evidence index over
+    every stored chunk (EmptyIndexError when nothing is ingested), and the context cut that
+    serving applies (rag.context.context_for at ``llm_context_tokens``)."""
+    from rag.context import context_for
     from rag.pipeline import RAG
 
     rag = RAG(settings)
@@ -248,8 +252,13 @@ def rag_search(settings: Settings) -> tuple[Callable[[str, int], list[Hit]], Evi
     def search(question: str, n: int) -> list[Hit]:
         return rag.search(question, k=n, retriever="hybrid")
 
+    def context(question: str, hits: list[Hit], keep: Sequence[str]) -> list[Hit]:
+        return context_for(
+            question, hits, rag.embedder, rag.shared.sentences, settings.llm_context_tokens, keep
+        )
+
     rag.search("warm up", k=1, retriever="hybrid")  # EmptyIndexError now, not mid-build
-    return search, EvidenceIndex(rag.store.iter_chunks())
+    return search, EvidenceIndex(rag.store.iter_chunks()), context
 
 
 def build_training_examples(
@@ -260,6 +269,7 @@ def build_training_examples(
     gold: Path = DEFAULT_GOLD,
     search: Callable[[str, int], list[Hit]] | None = None,
     evidence_index: EvidenceIndex | None = None,
+    context: ContextFn | None = None,
 ) -> tuple[list[SFTExample], dict[str, Any]]:
     """SFT examples from ``data`` (Q&A items, or ready-made ``{"messages"}`` lines) after the
     format and overlap checks; returns them with build statistics."""
@@ -273,7 +283,7 @@ def build_training_examples(
         return examples, {"prebuilt": len(examples)}
     items = check_file(data, gold)
     if search is None:
-        search, evidence_index = rag_search(settings)
+        search, evidence_index, context = rag_search(settings)
     builder = ExampleBuilder(
         search,
         evidence_index,
@@ -282,6 +292,7 @@ def build_training_examples(
         removal_fraction=config.removal_fraction,
         fits=length_checker(tokenizer, config.max_len),
         unanswerable=config.unanswerable,
+        context=context,
     )
     examples = builder.build(items)
     if builder.stats.skipped:

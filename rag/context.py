@@ -136,3 +136,45 @@ def compress_hits(hits: Sequence[Hit], ranked: Sequence[Scored], budget_tokens: 
         chunk = dataclasses.replace(hit.chunk, text=text)
         compressed.append(Hit(chunk=chunk, score=hit.score, rank=rank, retriever=hit.retriever))
     return compressed
+
+
+def _holds(text: str, quotes: Sequence[str]) -> bool:
+    """Whether ``text`` holds one of ``quotes``, or is a worded piece of one (a quote may span
+    two sentences)."""
+    from rag.qa import contains_quote
+
+    return any(
+        contains_quote(text, quote) or (len(text.split()) >= 4 and contains_quote(quote, text))
+        for quote in quotes
+    )
+
+
+def context_for(
+    query: str,
+    hits: Sequence[Hit],
+    embedder: Embedder,
+    cache: SentenceEmbeddings,
+    budget_tokens: int,
+    keep: Sequence[str] = (),
+) -> list[Hit]:
+    """The context an LLM reads for ``query``: ``hits`` cut to ``budget_tokens`` (whole when
+    the budget is 0). One function for serving (rag.pipeline) and for fine-tuning examples
+    (finetune.dataset), so a model is trained on the context it will be given. Sentences
+    holding one of the ``keep`` quotes (a training example's evidence) are ranked first, so
+    they are not cut; when they do not all fit, the hits come back whole."""
+    if budget_tokens <= 0 or not hits:
+        return list(hits)
+    ranked = rank_sentences(query, hits, embedder, cache)
+    if keep:
+        held = [scored for scored in ranked if _holds(scored.sentence.text, keep)]
+        ranked = held + [scored for scored in ranked if scored not in held]
+    context = compress_hits(hits, ranked, budget_tokens)
+    if keep:
+        from rag.qa import contains_quote
+
+        kept = "\n".join(hit.chunk.text for hit in context)
+        whole = "\n".join(hit.chunk.text for hit in hits)
+        wanted = [quote for quote in keep if contains_quote(whole, quote)]
+        if not all(contains_quote(kept, quote) for quote in wanted):
+            return list(hits)
+    return context

@@ -365,12 +365,11 @@ class RAG:
         budget = self.settings.llm_context_tokens
         if budget <= 0 or valid.generator not in ("local", "openai"):
             return retrieval
-        from rag.context import compress_hits, rank_sentences
+        from rag.context import context_for
 
-        ranked = rank_sentences(
-            retrieval.query, retrieval.hits, self.embedder, self.shared.sentences
+        context = context_for(
+            retrieval.query, retrieval.hits, self.embedder, self.shared.sentences, budget
         )
-        context = compress_hits(retrieval.hits, ranked, budget)
         return dataclasses.replace(retrieval, context=context)
 
     def coverage(self, query: str, hits: list[Hit]) -> CoverageSignal:

@@ -62,6 +62,36 @@ def test_answer_targets_cite_the_block_holding_the_evidence(search, evidence_ind
         assert re.sub(r" \[\d+\]", "", example.target) == item.answer
 
 
+def test_examples_read_the_context_serving_gives_the_model(
+    search, evidence_index, embedder
+) -> None:
+    """With the serving cut (rag.context.context_for), examples show the cut blocks — the
+    prompt a served model reads — with the evidence kept and cited by its new number."""
+    from rag.context import context_for
+    from rag.sentences import SentenceEmbeddings
+
+    cache = SentenceEmbeddings(embedder)
+
+    def cut(question: str, hits: list[Hit], keep) -> list[Hit]:
+        return context_for(question, hits, embedder, cache, 60, keep)
+
+    builder = ExampleBuilder(search, evidence_index, k=4, seed=0, removal_fraction=0, context=cut)
+    examples = builder.build(items())
+    whole = ExampleBuilder(search, evidence_index, k=4, seed=0, removal_fraction=0).build(items())
+    assert [e.id for e in examples] == [e.id for e in whole]
+    by_id = {i.id: i for i in items()}
+    shorter = 0
+    for example, full in zip(examples, whole, strict=True):
+        user = example.messages[1]["content"]
+        shorter += len(user) < len(full.messages[1]["content"])
+        if example.kind != "answer":
+            continue
+        blocks = blocks_of(user)
+        for n in {int(n) for n in re.findall(r"\[(\d+)\]", example.target)}:
+            assert any(contains_quote(blocks[n], q) for q in by_id[example.id].evidence)
+    assert shorter >= len(examples) // 2  # the cut applies to most examples
+
+
 def test_prompt_is_exactly_the_served_prompt(search, evidence_index) -> None:
     example = ExampleBuilder(search, evidence_index, seed=0, removal_fraction=0).build(items()[:1])[
         0

@@ -46,3 +46,24 @@ def test_the_sentence_after_a_kept_one_comes_along(embedder) -> None:
 def test_nothing_ranked_leaves_the_hits_unchanged() -> None:
     hits = hits_for(*TITLES)
     assert compress_hits(hits, [], 10) == hits
+
+
+def test_context_for_keeps_the_quotes_a_training_example_needs(embedder) -> None:
+    """Serving and fine-tuning cut the context with one function; a training example's
+    evidence sentence is never cut, even when the query ranks it low."""
+    from rag.context import context_for
+
+    hits = hits_for(*TITLES)
+    cache = SentenceEmbeddings(embedder)
+    query = "Which metric should I use for imbalanced fraud detection?"
+    quote = "The learning rate sets the step size."
+    served = context_for(query, hits, embedder, cache, 60)
+    assert served == compress_hits(hits, rank_sentences(query, hits, embedder, cache), 60)
+    assert not any(contains_quote(h.chunk.text, quote) for h in served)
+    trained = context_for(query, hits, embedder, cache, 60, keep=[quote])
+    assert any(contains_quote(h.chunk.text, quote) for h in trained)
+    assert sum(len(h.chunk.text) for h in trained) < sum(len(h.chunk.text) for h in hits)
+    # A budget of 0 means whole chunks; quotes that cannot all fit give the whole hits back.
+    assert context_for(query, hits, embedder, cache, 0) == hits
+    two = [quote, "Dropout randomly sets a fraction of activations to zero during training."]
+    assert context_for(query, hits, embedder, cache, 5, keep=two) == hits
