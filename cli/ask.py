@@ -3,6 +3,7 @@
     mlrag ask "QUESTION" [--retriever NAME] [--generator NAME] [--adapter NAME] [--k N]
                          [--topic T] [--strict] [--json]
     mlrag ask - < questions.txt    # one question per line -> one JSON object per line
+    mlrag ask - --conversation     # the lines are one conversation: follow-ups see the turns
 
 Exit status: 0 on success, 1 for runtime errors (nothing ingested, model or generation
 failure), 2 for bad input (empty question, unknown name, bad k). In batch mode a bad line is
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+CONVERSATION_TURNS = 6  # three exchanges: what a follow-up refers back to
 
 
 def register(subparsers: Any) -> None:
@@ -56,6 +58,13 @@ def register(subparsers: Any) -> None:
         "--strict", action="store_true", help="drop answer sentences the context does not support"
     )
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+    parser.add_argument(
+        "--conversation",
+        action="store_true",
+        help="with '-': the lines are one conversation, each question a follow-up of the ones "
+        f"before (the last {CONVERSATION_TURNS} turns are kept; each answer's 'query' shows the "
+        "standalone question it was condensed to)",
+    )
     parser.set_defaults(func=run_ask)
 
 
@@ -64,17 +73,20 @@ def _error(message: str, code: int) -> int:
     return code
 
 
-def _ask_stdin(rag: RAG, template: AskRequest, stdin: TextIO) -> int:
-    """Answer each non-empty line; one JSON object per line, errors included."""
+def _ask_stdin(rag: RAG, template: AskRequest, stdin: TextIO, conversation: bool = False) -> int:
+    """Answer each non-empty line; one JSON object per line, errors included. In a
+    ``conversation`` each question is asked with the turns before it as history."""
     from rag.errors import InvalidInputError
+    from rag.types import Turn
 
     status = 0
+    turns: list[Turn] = []
     for line in stdin:
         question = line.strip()
         if not question:
             continue
         try:
-            answer = rag.ask(replace(template, question=question))
+            answer = rag.ask(replace(template, question=question, history=tuple(turns)))
         except InvalidInputError as exc:
             # One bad line must not lose the answers to the others.
             print(
@@ -86,6 +98,9 @@ def _ask_stdin(rag: RAG, template: AskRequest, stdin: TextIO) -> int:
             status = EXIT_USAGE
             continue
         print(json.dumps(answer.to_dict(), ensure_ascii=False), flush=True)
+        if conversation:
+            turns = [*turns, Turn("user", question), Turn("assistant", answer.text)]
+            turns = turns[-CONVERSATION_TURNS:]
     return status
 
 
@@ -112,7 +127,9 @@ def run_ask(args: argparse.Namespace, settings: Settings, rag: RAG | None = None
             rag.validate(replace(request, question="?"))
             if not rag.is_ready():
                 return _error("the index is empty: run `mlrag ingest` first", EXIT_RUNTIME)
-            return _ask_stdin(rag, request, sys.stdin)
+            return _ask_stdin(rag, request, sys.stdin, args.conversation)
+        if args.conversation:
+            return _error("--conversation reads the conversation from stdin: use '-'", EXIT_USAGE)
         # Validation first, so a typo fails before any model loads.
         answer = rag.ask(rag.validate(request))
     except InvalidInputError as exc:

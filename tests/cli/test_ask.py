@@ -79,6 +79,28 @@ def test_stdin_batch_writes_one_json_object_per_question(
     assert [r["abstained"] for r in records] == [False, False, True]
 
 
+def test_stdin_conversation_asks_each_line_as_a_follow_up(
+    rag_pipeline: RAG, capsys, monkeypatch
+) -> None:
+    lines = ["How does LoRA fine-tuning work?", "and what about its rank?"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert _run(rag_pipeline, "-", "--conversation") == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert first["query"] == lines[0]
+    # The follow-up was condensed with the first turn: its query names LoRA.
+    assert second["question"] == lines[1] and "LoRA" in second["query"]
+    # Without --conversation the same lines are independent questions.
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert _run(rag_pipeline, "-") == 0
+    _, alone = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert alone["query"] == lines[1]
+
+
+def test_conversation_needs_stdin(rag_pipeline: RAG, capsys) -> None:
+    assert _run(rag_pipeline, "what is LoRA?", "--conversation") == 2
+    assert "use '-'" in capsys.readouterr().err
+
+
 def test_stdin_batch_reports_bad_lines_and_keeps_going(
     rag_pipeline: RAG, capsys, monkeypatch
 ) -> None:
