@@ -154,9 +154,9 @@ class GenerationSettings(BaseModel):
         description="Answer sentences whose support (0.5*best embedding cosine to a cited sentence + 0.5*content-word recall in the cited text, see rag.grounding) is below this are unsupported; strict answers drop them.",
     )
     llm_context_tokens: int = Field(
-        260,
+        240,
         ge=0,
-        description="Budget, in model tokens, of the retrieved context an LLM generator (local, openai) sees: the best sentence's chunk first, then the most relevant sentences of the others (rag.context), until the budget is spent; 0 = whole chunks. Dev split (bench/context_budget.py): evidence in context 0.66 at 260 against 0.77 for five whole chunks (~580 tokens); 260 keeps the 1.5B model's prefill near 5 s on 2 cores. Raise it where prefill is cheap (a GPU server).",
+        description="Budget, in model tokens, of the retrieved context an LLM generator (local, openai) sees: the best sentence's chunk first, then the most relevant sentences of the others (rag.context), until the budget is spent; 0 = whole chunks. Dev split (bench/context_budget.py): evidence in context 0.67 at 240 (and at 260) against 0.78 for five whole chunks (~580 tokens); 240 keeps the 1.5B model's first token near 4 s on 2 cores. Raise it where prefill is cheap (a GPU server).",
     )
     answer_support_floor: float = Field(
         0.35,
