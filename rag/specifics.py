@@ -86,23 +86,27 @@ def missing_specifics(sentence: str, sources: Iterable[str]) -> list[str]:
 # rate does the page recommend?" with "a learning rate of 32" because ``lora_alpha=32`` is in
 # the context. So each number of an answer must also share a word with what surrounds one of
 # its occurrences in the context (or the question).
-ANSWER_WINDOW_WORDS = 4  # content words either side of the number in the answer sentence
-SOURCE_WINDOW_WORDS = 8  # ... and either side of each of its occurrences in a source
+# What an answer says a number is mostly precedes it ("a learning rate of 32", "the LoRA model
+# is 2e-4"); what follows is often the question's own words ("... for full fine-tuning").
+ANSWER_WORDS_BEFORE = 3  # content words before the number in the answer sentence
+ANSWER_WORDS_AFTER = 2  # ... and after it
+SOURCE_WINDOW_WORDS = 8  # content words either side of each of its occurrences in a source
 _BINDING_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]{2,}")
 STEM_CHARS = 5  # "trained" ~ "training", "parameters" ~ "params" is not attempted
 
 
-def _stem_set(words: Iterable[str]) -> set[str]:
+def _content(words: list[str]) -> list[str]:
     from rag.sentences import STOPWORDS
 
-    return {w.lower()[:STEM_CHARS] for w in words if w.lower() not in STOPWORDS}
+    return [w.lower()[:STEM_CHARS] for w in words if w.lower() not in STOPWORDS]
 
 
-def _near(text: str, start: int, end: int, n: int) -> set[str]:
-    """The stemmed content words among the ``n`` words before and after ``text[start:end]``."""
-    before = _BINDING_WORD.findall(text[:start])[-n:]
-    after = _BINDING_WORD.findall(text[end:])[:n]
-    return _stem_set([*before, *after])
+def _near(text: str, start: int, end: int, before: int, after: int) -> set[str]:
+    """The stemmed content words, ``before`` of them before ``text[start:end]`` and ``after``
+    after it (stopwords are skipped, not counted)."""
+    preceding = _content(_BINDING_WORD.findall(text[:start]))[-before:] if before else []
+    following = _content(_BINDING_WORD.findall(text[end:]))[:after] if after else []
+    return {*preceding, *following}
 
 
 def unbound_numbers(sentence: str, sources: Iterable[str]) -> list[str]:
@@ -115,13 +119,14 @@ def unbound_numbers(sentence: str, sources: Iterable[str]) -> list[str]:
     unbound = set()
     for match in _NUMBER.finditer(plain):
         number = match.group(0).rstrip("%").replace(",", "")
-        said = _near(plain, match.start(), match.end(), ANSWER_WINDOW_WORDS)
+        said = _near(plain, match.start(), match.end(), ANSWER_WORDS_BEFORE, ANSWER_WORDS_AFTER)
         if not said:
             continue
         pattern = re.compile(rf"(?<![\d.]){re.escape(number)}(?![\d])")
         occurrences = [(text, m) for text in texts for m in pattern.finditer(text)]
         if occurrences and not any(
-            said & _near(text, m.start(), m.end(), SOURCE_WINDOW_WORDS) for text, m in occurrences
+            said & _near(text, m.start(), m.end(), SOURCE_WINDOW_WORDS, SOURCE_WINDOW_WORDS)
+            for text, m in occurrences
         ):
             unbound.add(number)
     return sorted(unbound)

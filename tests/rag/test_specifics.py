@@ -41,10 +41,15 @@ def test_a_number_must_come_with_what_it_is_attached_to() -> None:
     question = "which learning rate does the page recommend for full fine-tuning without LoRA?"
     sources = [*LORA_CONFIG, question]
     assert unbound_numbers("The page recommends a learning rate of 32.", sources) == ["32"]
+    said = "The page recommends a learning rate of 32 for full fine-tuning without LoRA."
+    assert unbound_numbers(said, sources) == ["32"]  # the question's words after it do not bind
     # Paraphrases that keep a word of the number's context pass.
     assert unbound_numbers("LoRA uses a rank of 16.", sources) == []
     assert unbound_numbers("SymPy uses 15 digits of precision by default.", sources) == []
     assert unbound_numbers("Fewer than 1% of the parameters are trained.", sources) == []
+    # The window counts content words, not stopwords.
+    code = "learning_rate = 2e-4, fp16 = True, logging_steps = 10,"
+    assert unbound_numbers("The learning rate used in the LoRA model is 2e-4.", [code]) == []
     # Numbers the question gives are bound by the question's words.
     assert unbound_numbers("Pass 100 to get pi to 100 digits.", ["pi to 100 digits?"]) == []
     # A number in no source is missing_specifics' business; a bare number checks nothing.
