@@ -7,9 +7,9 @@ blocks and the question), with an assistant turn as the target:
 
 * answerable items: the context is what the retriever returns for the question (``hybrid``,
   k=4), cut to its relevant sentences as serving cuts it (rag.context.context_for, with the
-  evidence sentences always kept). Chunks holding the evidence quotes are always present — when retrieval missed one it
-  replaces a distractor at a random position (RAFT-style) — and the other blocks are real
-  distractors. The target is the item's short answer with ``[n]`` after each sentence, ``n``
+  evidence sentences always kept). Chunks holding the evidence quotes are always present —
+  when retrieval missed one it replaces a distractor at a random position (RAFT-style) — and
+  the other blocks are real distractors. The target is the item's short answer with ``[n]`` after each sentence, ``n``
   being the block that holds the evidence the sentence rests on;
 * unanswerable items: the retrieved context, target exactly :data:`rag.prompt.ABSTAIN_TEXT`;
 * a seeded share (``removal_fraction``, ~15%) of answerable items appears a second time with
