@@ -130,3 +130,20 @@ def unbound_numbers(sentence: str, sources: Iterable[str]) -> list[str]:
         ):
             unbound.add(number)
     return sorted(unbound)
+
+
+def blocks_with_numbers(sentence: str, blocks: list[str]) -> set[int] | None:
+    """The blocks (1-based) that state every number of ``sentence`` found in any block, or
+    None when the sentence states no such number or no single block states them all. A
+    citation for "the learning rate is 2e-4" belongs with the block that says 2e-4."""
+    texts = [normalize_for_match(b).replace(",", "") for b in blocks]
+    found = []
+    for number in _numbers(normalize_for_match(sentence)):
+        pattern = re.compile(rf"(?<![\d.]){re.escape(number)}(?![\d])")
+        holding = {n for n, text in enumerate(texts, start=1) if pattern.search(text)}
+        if holding:
+            found.append(holding)
+    if not found:
+        return None
+    common = set.intersection(*found)
+    return common or None

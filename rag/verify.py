@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rag.citations import MARKER_WITH_SPACE, split_answer
+from rag.citations import MARKER_WITH_SPACE, AnswerSentence, split_answer
 from rag.grounding import Grounding, _remove_spans, assess, support_scores
-from rag.specifics import missing_specifics, unbound_numbers
+from rag.specifics import blocks_with_numbers, missing_specifics, unbound_numbers
 
 if TYPE_CHECKING:
     from rag.embeddings import Embedder
@@ -62,6 +62,37 @@ def drop_invented(text: str, sources: list[str]) -> tuple[str, list[str]]:
     return _remove_spans(text, [(s.start, s.end) for s in invented]), [s.plain for s in invented]
 
 
+def _checked_citation(
+    sentence: AnswerSentence,
+    blocks: list[str],
+    embedder: Embedder,
+    cache: SentenceEmbeddings | None,
+    floor: float,
+) -> list[int] | None:
+    """The block numbers ``sentence`` should cite, or None to leave it as it is."""
+    cited = [n for n in sentence.numbers if 1 <= n <= len(blocks)]
+    stating = blocks_with_numbers(sentence.plain, blocks)
+    if stating is not None:
+        # A sentence stating a number cites a block that says it: support scores cannot tell
+        # "2e-4" from a line about learning rates, so the numbers decide the block.
+        kept = [n for n in cited if n in stating]
+        if kept:
+            return kept
+        candidates = sorted(stating)
+        texts = [blocks[n - 1] for n in candidates]
+        scores = support_scores([sentence.plain] * len(texts), texts, embedder, cache)
+        return [candidates[max(range(len(texts)), key=lambda i: scores[i])]]
+    # The cited blocks first: a well-cited sentence (every extractive one) costs no more.
+    cited_texts = [blocks[n - 1] for n in cited]
+    cited_scores = support_scores([sentence.plain] * len(cited), cited_texts, embedder, cache)
+    if cited_scores and max(cited_scores) >= floor:
+        # Of several cited blocks, only those that support the sentence stay cited.
+        return [n for n, score in zip(cited, cited_scores, strict=True) if score >= floor]
+    scores = support_scores([sentence.plain] * len(blocks), blocks, embedder, cache)
+    best = max(range(len(blocks)), key=lambda i: scores[i])
+    return [best + 1] if scores[best] >= floor else None
+
+
 def recite(
     text: str,
     context: list[Hit],
@@ -72,29 +103,18 @@ def recite(
     """``text`` with each sentence's citation checked: a sentence that cites nothing, or only
     blocks that do not support it (below ``floor``), gets the block that supports it best
     instead, when that one reaches ``floor`` (small models often cite the wrong block number);
-    a sentence citing several blocks keeps those that support it. Returns the text and the
-    number of sentences whose citations were added, replaced or narrowed."""
+    a sentence citing several blocks keeps those that support it; a sentence stating a number
+    cites a block that states it. Returns the text and the number of sentences whose
+    citations were added, replaced or narrowed."""
     sentences = [s for s in split_answer(text) if s.plain]
     if not sentences or not context:
         return text, 0
     blocks = [hit.chunk.text for hit in context]
     edits = []
     for sentence in sentences:
-        cited = [n for n in sentence.numbers if 1 <= n <= len(blocks)]
-        # The cited blocks first: a well-cited sentence (every extractive one) costs no more.
-        cited_texts = [blocks[n - 1] for n in cited]
-        cited_scores = support_scores([sentence.plain] * len(cited), cited_texts, embedder, cache)
-        if cited_scores and max(cited_scores) >= floor:
-            # Of several cited blocks, only those that support the sentence stay cited.
-            keep = [n for n, score in zip(cited, cited_scores, strict=True) if score >= floor]
-            if keep == sentence.numbers:
-                continue
-        else:
-            scores = support_scores([sentence.plain] * len(blocks), blocks, embedder, cache)
-            best = max(range(len(blocks)), key=lambda i: scores[i])
-            if scores[best] < floor:
-                continue
-            keep = [best + 1]
+        keep = _checked_citation(sentence, blocks, embedder, cache, floor)
+        if keep is None or keep == sentence.numbers:
+            continue
         body = MARKER_WITH_SPACE.sub("", sentence.text).rstrip()
         stop = body[-1] if body and body[-1] in ".!?" else ""
         body = body[: len(body) - len(stop)].rstrip()

@@ -90,3 +90,31 @@ def test_of_several_cited_blocks_only_the_supporting_ones_stay(embedder) -> None
     narrowed, changed = recite(both, hits, embedder, None, 0.5)
     assert narrowed == "PR-AUC is the better metric for imbalanced fraud detection [2]."
     assert changed == 1
+
+
+def test_a_sentence_stating_a_number_cites_the_block_that_states_it(embedder) -> None:
+    """The 1.5B model answered "2e-4 [1]" citing a line about learning rates; the number is in
+    block 2, and support scores alone kept [1]."""
+    from rag.types import Chunk, Hit
+
+    texts = [
+        "LoRA training can be optimized using LoRA+, which uses different learning rates for "
+        "the adapter matrices A and B.",
+        "learning_rate = 2e-4, fp16 = True, logging_steps = 10,",
+    ]
+    hits = [
+        Hit(Chunk(id=f"d#{i}", doc_id="d", text=t, metadata={}), 1.0, i, "hybrid")
+        for i, t in enumerate(texts, start=1)
+    ]
+    fixed, changed = recite(
+        "The learning rate used in LoRA is 2e-4 [1].", hits, embedder, None, 0.5
+    )
+    assert fixed == "The learning rate used in LoRA is 2e-4 [2]." and changed == 1
+    # A number in no block, or a sentence already citing the block with it, is left alone.
+    same, changed = recite("The learning rate is 2e-4 [2].", hits, embedder, None, 0.5)
+    assert same == "The learning rate is 2e-4 [2]." and changed == 0
+    # Cited right but weakly supported, or not cited at all: the numbers still decide.
+    weak, _ = recite("It is 2e-4 [2].", hits, embedder, None, 0.99)
+    assert weak == "It is 2e-4 [2]."
+    uncited, _ = recite("The learning rate used in LoRA is 2e-4.", hits, embedder, None, 0.5)
+    assert uncited == "The learning rate used in LoRA is 2e-4 [2]."
