@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.shorthand import ABBREVIATIONS, FILLER_WORDS
 from rag.types import Hit
 
 if TYPE_CHECKING:
@@ -50,29 +51,6 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
     s t don doesn isn aren didn won way thing things stuff something anything here now still
     really actually please tell know""".split()  # noqa: SIM905 - a word list reads better as text
 )
-# Chat shorthand and filler typed into questions ("np broadcasting rules plz", "kubeflow
-# tl;dr?", "sigmoid whr do i use it"): they name nothing, so their absence from the context
-# says nothing about coverage.
-FILLER_WORDS: frozenset[str] = frozenset(
-    """pls plz plox pl thx ty tnx whats wats wat whr wher wht hw abt bout tl dr tldr idk imo
-    imho btw asap ok okay eli5 ur ya yo hmm bc cuz coz ppl smth sth rly halp qs ques vs
-    eg ie etc lol pls quick quickly explain explanation simple simply snippet snippets page
-    section example examples tutorial guide article cheatsheet""".split()  # noqa: SIM905
-)
-# Shorthand for words the corpus spells out: covered when the context has the long form.
-ABBREVIATIONS: dict[str, tuple[str, ...]] = {
-    "params": ("parameters", "parameter"), "param": ("parameter", "parameters"),
-    "hyperparams": ("hyperparameters",), "hyperparam": ("hyperparameter",),
-    "np": ("numpy",), "pd": ("pandas",), "sns": ("seaborn",), "plt": ("matplotlib",),
-    "tf": ("tensorflow",), "nn": ("neural",), "clf": ("classifier",), "lr": ("learning",),
-    "img": ("image",), "imgs": ("images",), "dims": ("dimensions",), "dim": ("dimension",),
-    "num": ("number",), "cols": ("columns",), "col": ("column",), "df": ("dataframe",),
-    "arr": ("array",), "avg": ("average",), "config": ("configuration", "configure"),
-    "cfg": ("configuration", "config"), "perf": ("performance",), "diff": ("difference",),
-    "prob": ("probability",), "probs": ("probabilities",), "reg": ("regularization",),
-    "opt": ("optimizer", "optimization"), "optim": ("optimizer",), "fn": ("function",),
-    "func": ("function",), "docs": ("documentation",), "ex": ("example",),
-}  # fmt: skip
 MIN_TYPO_LENGTH = 6  # shorter words are too often another real word one edit away (dask/task)
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _PART = re.compile(r"[a-z0-9]+")  # the parts rag.lexical.tokenize splits identifiers into

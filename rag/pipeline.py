@@ -28,6 +28,7 @@ from rag.citations import build_citations, clean_markers
 from rag.coverage import CoverageSignal
 from rag.errors import EmptyIndexError, GenerationError, InvalidInputError, MlragError
 from rag.request import AskRequest, ValidRequest, check_question, validate
+from rag.shorthand import spell_out
 from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent, Turn
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def generator_history(valid: ValidRequest, retrieval: Retrieval) -> list[Turn] |
     standalone query (the query then stands for the conversation; shown the history as well,
     the 1.5B model repeated its previous answer to "is there another way?", and the turns
     cost prefill), else the history as it is."""
-    if not valid.history or retrieval.query != valid.question:
+    if not valid.history or retrieval.query != spell_out(valid.question):
         return None
     return list(valid.history)
 
@@ -285,7 +286,7 @@ class RAG:
         k = validate_k(k, self.settings)
         normalize_filters(filters)
         self._require_index()
-        return self.retriever(name).search(query, k, filters)
+        return self.retriever(name).search(spell_out(query), k, filters)
 
     # --- the answer path -----------------------------------------------------------------
     def ask(self, request: AskRequest | ValidRequest | str, **options: Any) -> Answer:
@@ -349,10 +350,11 @@ class RAG:
         return condense_query(valid.question, history)
 
     def retrieve(self, valid: ValidRequest) -> Retrieval:
-        """Condense, search, and read the coverage signals of the hits."""
+        """Condense, spell out chat shorthand (rag.shorthand), search, and read the coverage
+        signals of the hits. The query built here is what the generator answers."""
         started = time.perf_counter()
         self._require_index()
-        query = self.condense(valid)
+        query = spell_out(self.condense(valid))
         hits = self.retriever(valid.retriever).search(query, valid.k, valid.filters)
         signal = self.coverage(query, hits) if hits else None
         ms = _ms(time.perf_counter() - started)

@@ -542,3 +542,23 @@ def test_an_answer_no_block_supports_is_never_shown(rag_pipeline: RAG, monkeypat
     )
     answer = rag_pipeline.ask(FRAUD, retriever="dense")
     assert answer.abstained and answer.citations == []
+
+
+def test_typed_shorthand_is_spelled_out_before_search_and_answer(
+    rag_pipeline: RAG, monkeypatch
+) -> None:
+    """The searched query, the generator's question and Answer.query are the spelled-out
+    question; the answer still reports what the user typed."""
+    retriever = rag_pipeline.retriever("hybrid")
+    seen: list[str] = []
+    original = retriever.search
+
+    def spy(query: str, k: int, filters=None) -> list[Hit]:
+        seen.append(query)
+        return original(query, k, filters)
+
+    monkeypatch.setattr(retriever, "search", spy)
+    answer = rag_pipeline.ask("whats the diff between precision n recall pls")
+    assert seen == ["what is the difference between precision and recall"]
+    assert answer.query == seen[0]
+    assert answer.question == "whats the diff between precision n recall pls"
