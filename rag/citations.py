@@ -1,6 +1,6 @@
 """``[n]`` citation markers: parsing, removing markers that point at nothing, and turning the
 kept ones into :class:`~rag.types.Citation` objects that quote the exact supporting sentence
-of the cited chunk.
+of the cited chunk for each answer sentence that cites it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.sentences import SentenceEmbeddings, cached_sentences, content_words, split_sentences
+from rag.sentences import (
+    Sentence,
+    SentenceEmbeddings,
+    cached_sentences,
+    content_words,
+    split_sentences,
+)
 from rag.types import Citation, Hit
 
 if TYPE_CHECKING:
@@ -26,6 +32,12 @@ _CODE_SPAN = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.S)
 # How a quote is chosen and how support is scored: equal weight to meaning (embedding cosine)
 # and wording (share of the answer sentence's content words found in the cited text).
 EMBEDDING_WEIGHT = 0.5
+# A block cited by several answer sentences quotes the support of each of the first two: the
+# reader of "NumPy makes linear algebra fast [1]. PyTorch, scikit-learn and pandas build on
+# it [1]." should find both lines behind [1], not the first alone.
+MAX_QUOTED_CLAIMS = 2
+MAX_SPAN_CHARS = 400  # sentences this close are quoted as one verbatim span
+QUOTE_SEPARATOR = " … "
 
 
 @dataclass(frozen=True)
@@ -123,19 +135,20 @@ def lexical_recall(sentence: str, evidence: str) -> float:
     return len(words & content_words(evidence)) / len(words)
 
 
-def best_quote(claims: list[str], hit: Hit, cache: SentenceEmbeddings) -> str:
-    """The sentence of ``hit``'s chunk that best supports any of ``claims`` (verbatim)."""
+def best_sentence(claims: list[str], hit: Hit, cache: SentenceEmbeddings) -> Sentence | None:
+    """The sentence of ``hit``'s chunk that best supports any of ``claims`` (None for a chunk
+    without sentences)."""
     for claim in claims:
         # A claim copied from the chunk is supported by the sentence it was copied from.
         for sentence in cached_sentences(hit.chunk.text):
             if sentence.kind != "heading" and len(claim) >= 20 and claim in sentence.text:
-                return sentence.text
+                return sentence
     sentences, vectors = cache.get(hit.chunk.text)
     candidates = [i for i, s in enumerate(sentences) if s.kind != "heading"] or list(
         range(len(sentences))
     )
     if not candidates:
-        return hit.chunk.text.strip()[:300]
+        return None
     best_i, best_score = candidates[0], -np.inf
     sims = vectors @ cache.embed_texts(claims).T if claims else np.zeros((len(sentences), 0))
     # Claims outer: on ties (several verbatim claims) the first claim's sentence wins.
@@ -146,15 +159,41 @@ def best_quote(claims: list[str], hit: Hit, cache: SentenceEmbeddings) -> str:
             )
             if score > best_score:
                 best_i, best_score = i, score
-    return sentences[best_i].text
+    return sentences[best_i]
+
+
+def best_quote(claims: list[str], hit: Hit, cache: SentenceEmbeddings) -> str:
+    """The quote of ``hit`` for the answer sentences ``claims`` that cite it: the sentence that
+    best supports each of the first :data:`MAX_QUOTED_CLAIMS` claims, verbatim. Several
+    sentences are quoted as the chunk's span from the first to the last when that is short
+    (:data:`MAX_SPAN_CHARS`), else joined by " … ", each part verbatim."""
+    text = hit.chunk.text
+    found = {
+        s.start: s
+        for claim in claims[:MAX_QUOTED_CLAIMS]
+        if (s := best_sentence([claim], hit, cache))
+    }
+    if not found:
+        return text.strip()[:300]
+    chosen = [found[start] for start in sorted(found)]
+    if len(chosen) == 1:
+        return chosen[0].text
+    if chosen[-1].end - chosen[0].start <= MAX_SPAN_CHARS:
+        return text[chosen[0].start : chosen[-1].end]
+    return QUOTE_SEPARATOR.join(s.text for s in chosen)
+
+
+def quoted_parts(quote: str) -> list[str]:
+    """The verbatim pieces of a citation's quote (one, or those joined by " … ")."""
+    return quote.split(QUOTE_SEPARATOR)
 
 
 def build_citations(
     text: str, hits: list[Hit], embedder: Embedder, cache: SentenceEmbeddings | None = None
 ) -> list[Citation]:
     """One citation per context block cited in ``text`` (markers must already be clean),
-    ordered by block number, each quoting the chunk sentence that best supports the first
-    answer sentence citing it."""
+    ordered by block number, each quoting the chunk sentences that best support the answer
+    sentences citing it (:func:`best_quote`)."""
     cache = cache or SentenceEmbeddings(embedder)
     sentences = split_answer(text)
     claims_by_n: dict[int, list[str]] = {}
@@ -166,8 +205,8 @@ def build_citations(
     for n in sorted(claims_by_n):
         hit = hits[n - 1]
         claims = claims_by_n[n]
-        # The first claim citing n is what the reader meets first: quote its support.
-        quote = best_quote(claims[:1], hit, cache)
+        # Each sentence citing n is shown its support (the first two: answers are short).
+        quote = best_quote(claims, hit, cache)
         chunk = hit.chunk
         citations.append(
             Citation(

@@ -115,7 +115,8 @@ class Hit:
 @dataclass(frozen=True)
 class Citation:
     """A numbered source of an answer: ``n`` is the ``[n]`` marker in the answer text and
-    ``quote`` the exact sentence of the chunk that supports the claim."""
+    ``quote`` the exact sentence of the chunk that supports the claim (for a block cited by
+    two sentences, the support of each: one verbatim span, or two joined by " … ")."""
 
     n: int
     chunk_id: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.citations import clean_markers, parse_numbers, postprocess, split_answer
+from rag.citations import clean_markers, parse_numbers, postprocess, quoted_parts, split_answer
 from tests.rag.answering_corpus import hits_for
 
 
@@ -58,6 +58,23 @@ def test_postprocess_builds_one_citation_per_block_with_verbatim_quotes(embedder
     # The quote is the chunk sentence that supports the claim, not just the first sentence.
     assert citations[0].quote.startswith("PR-AUC, the area under the precision-recall curve")
     assert citations[1].quote.startswith("Dropout randomly sets a fraction of activations")
+
+
+def test_a_block_cited_by_two_sentences_quotes_the_support_of_each(embedder) -> None:
+    hits = hits_for("Evaluation Metrics", "Regularization")
+    answer = (
+        "PR-AUC is the better metric for fraud [1]. "
+        "A random classifier scores the positive rate, 0.001 for fraud [1]. "
+        "Dropout is disabled at inference time [2]. Dropout zeroes activations in training [2]."
+    )
+    _, citations, _ = postprocess(answer, hits, embedder)
+    metrics, dropout = (c.quote for c in citations)
+    pr_auc = "PR-AUC, the area under the precision-recall curve, focuses on the rare positive"
+    assert metrics.startswith(pr_auc) and metrics.endswith("e.g. 0.001 for fraud.")
+    assert metrics in hits[0].chunk.text  # adjacent sentences: one verbatim span
+    # Each claim's sentence, in the chunk's order, verbatim (here adjacent or not, both shown).
+    assert "Dropout randomly sets a fraction" in dropout and "At inference time" in dropout
+    assert all(part in hits[1].chunk.text for part in quoted_parts(dropout))
 
 
 def test_answer_without_markers_has_no_citations(embedder) -> None:
