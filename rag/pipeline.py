@@ -415,7 +415,7 @@ class RAG:
             fields: dict[str, Any] = {}
             if decision.reason in ("unsupported", "invented", "uncited"):
                 fields = {
-                    "unsupported": [*checked.invented, *grounding.unsupported],
+                    "unsupported": [*checked.empty, *checked.invented, *grounding.unsupported],
                     "removed_citations": removed,
                     "support": grounding.support,
                 }
@@ -433,7 +433,7 @@ class RAG:
             adapter=valid.adapter,
             question=valid.question,
             query=retrieval.query,
-            unsupported=[*checked.invented, *grounding.unsupported],
+            unsupported=[*checked.empty, *checked.invented, *grounding.unsupported],
             removed_citations=removed,
             support=grounding.support,
             hits=list(context),

@@ -1,5 +1,9 @@
 """The verify stage: check a generated answer against the context before anyone reads it.
 
+0. **Empty sentences**: a sentence that states nothing the context could confirm is dropped:
+   one with no content word (a bare "No [1]" to a question the corpus does not answer) or
+   one cut off before what it states ("The default learning rate is [1]." — the model wrote
+   the citation where the value belongs).
 1. **Specifics** (rag.specifics): a sentence that states a number, identifier or name found in
    neither the context the model saw nor the question is dropped — it is invented; so is one
    whose number occurs there only among unrelated words (the number is lifted from elsewhere).
@@ -15,11 +19,13 @@ below ``support_threshold``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rag.citations import MARKER_WITH_SPACE, AnswerSentence, split_answer
 from rag.grounding import Grounding, _remove_spans, assess, support_scores
+from rag.sentences import content_words
 from rag.specifics import blocks_with_numbers, missing_specifics, unbound_numbers
 
 if TYPE_CHECKING:
@@ -32,10 +38,41 @@ if TYPE_CHECKING:
 class Verification:
     """The checked answer text and what the check found."""
 
-    text: str  # invented sentences dropped, uncited claims cited
+    text: str  # empty and invented sentences dropped, uncited claims cited
     grounding: Grounding  # support of each remaining sentence
     invented: list[str] = field(default_factory=list)  # sentences dropped for their specifics
+    empty: list[str] = field(default_factory=list)  # sentences dropped as stating nothing
     recited: int = 0  # sentences whose citation the check added or replaced
+
+
+# Words a finished sentence does not end on: "… is [1]." states nothing after the verb.
+_DANGLING_ENDS = frozenset(
+    "is are was were be been being the a an than and or".split()  # noqa: SIM905
+)
+# Replies that take a side without saying anything the context could confirm.
+_BARE_REPLIES = frozenset(
+    "yes no yeah yep nope maybe sure correct incorrect true false right wrong depend".split()  # noqa: SIM905
+)
+_LAST_WORD = re.compile(r"([A-Za-z]+)\W*$")
+_CODE_SPAN = re.compile(r"`[^`]*`")
+
+
+def states_nothing(sentence: str) -> bool:
+    """Whether ``sentence`` (markers removed) has no content word besides a bare reply ("No",
+    "Yes.", "It depends."), or stops on a word a finished sentence does not end on (an
+    article, a conjunction, "than" or a form of "be": prepositions may end one)."""
+    if not content_words(sentence) - _BARE_REPLIES:
+        return True
+    last = _LAST_WORD.search(_CODE_SPAN.sub(" code ", sentence))  # "such as `a`" is finished
+    return last is not None and last.group(1).lower() in _DANGLING_ENDS
+
+
+def drop_empty(text: str) -> tuple[str, list[str]]:
+    """``text`` without the sentences that state nothing (:func:`states_nothing`)."""
+    empty = [s for s in split_answer(text) if s.plain and states_nothing(s.plain)]
+    if not empty:
+        return text, []
+    return _remove_spans(text, [(s.start, s.end) for s in empty]), [s.plain for s in empty]
 
 
 def context_sources(context: list[Hit], question: str) -> list[str]:
@@ -134,8 +171,10 @@ def verify(
     support_threshold: float,
     cache: SentenceEmbeddings | None = None,
 ) -> Verification:
-    """Drop invented sentences, cite uncited ones, and score the support of what is left."""
-    kept, invented = drop_invented(text, context_sources(context, question))
+    """Drop empty and invented sentences, cite uncited ones, and score the support of what
+    is left."""
+    stating, empty = drop_empty(text)
+    kept, invented = drop_invented(stating, context_sources(context, question))
     cited, added = recite(kept, context, embedder, cache, support_threshold)
     grounding = assess(cited, context, embedder, support_threshold, cache)
-    return Verification(cited, grounding, invented, added)
+    return Verification(cited, grounding, invented, empty, added)

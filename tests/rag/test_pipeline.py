@@ -231,6 +231,26 @@ def test_sentences_with_invented_specifics_are_dropped_by_default(
     assert rag_pipeline.ask(FRAUD, retriever="dense").abstained  # nothing left: not covered
 
 
+def test_an_answer_that_states_nothing_is_an_abstention(rag_pipeline: RAG, monkeypatch) -> None:
+    # A bare "No [1]" passed the support floor on the citation's cosine alone (no content word
+    # to check): a near-miss question answered with a source. Now it is declined.
+    for text in ("No [1]", "The best metric for fraud is [1]."):
+        _use(rag_pipeline, ScriptedGenerator(text), monkeypatch)
+        answer = rag_pipeline.ask(FRAUD, retriever="dense")
+        assert answer.abstained and answer.citations == [], text
+    _use(
+        rag_pipeline,
+        ScriptedGenerator("The metric to use is [2]. PR-AUC is the better metric for fraud [1]."),
+        monkeypatch,
+    )
+    answer = rag_pipeline.ask(FRAUD, retriever="dense")
+    assert (
+        not answer.abstained
+        and answer.text.startswith("PR-AUC")
+        and answer.unsupported == ["The metric to use is."]
+    )
+
+
 def test_uncited_claims_get_the_block_that_supports_them(rag_pipeline: RAG, monkeypatch) -> None:
     _use(
         rag_pipeline,

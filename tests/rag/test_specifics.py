@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rag.specifics import missing_specifics, specifics, unbound_numbers
-from rag.verify import drop_invented, recite
+from rag.verify import drop_empty, drop_invented, recite, states_nothing
 from tests.rag.answering_corpus import hits_for
 
 CONTEXT = [
@@ -67,6 +67,35 @@ def test_invented_sentences_are_dropped_and_the_rest_kept() -> None:
     text = "Use PR-AUC for fraud [1]. Its default threshold is 0.37 [1]."
     kept, invented = drop_invented(text, CONTEXT)
     assert kept == "Use PR-AUC for fraud [1]." and invented == ["Its default threshold is 0.37."]
+
+
+def test_sentences_that_state_nothing_are_recognised() -> None:
+    # Seen with the 1.5B model: a bare "No [1]" to a question the corpus does not answer, and
+    # "The default learning rate for Adam in the page is [2][3]." (markers where the value goes).
+    for empty in (
+        "No",
+        "Yes.",
+        "It depends.",
+        "The default learning rate for Adam is",
+        "The steps are:",
+    ):
+        assert states_nothing(empty), empty
+    for stated in (
+        "Yes, NumPy broadcasts arrays of different shapes.",
+        "The learning rate is 1e-3.",
+        "Set the rank with `r`.",
+        "ReLU",
+        "It is used for classification.",
+    ):
+        assert not states_nothing(stated), stated
+
+
+def test_sentences_that_state_nothing_are_dropped_and_the_rest_kept() -> None:
+    kept, empty = drop_empty("No [1]. PR-AUC is better for imbalanced fraud data [2].")
+    assert kept == "PR-AUC is better for imbalanced fraud data [2]." and empty == ["No."]
+    kept, empty = drop_empty("The default learning rate for Adam in the page is [1].")
+    assert kept == "" and empty == ["The default learning rate for Adam in the page is."]
+    assert drop_empty("Use PR-AUC for fraud [1].") == ("Use PR-AUC for fraud [1].", [])
 
 
 def test_a_wrong_or_missing_citation_moves_to_the_supporting_block(embedder) -> None:
