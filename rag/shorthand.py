@@ -8,7 +8,8 @@ is far from any page about the central limit theorem, BM25 finds no "diff" where
 says "difference", and the filler words ("whats", "n") dilute the share of question words a
 context sentence repeats. The rewrite is deterministic and conservative: it only touches whole
 words outside code (``np.where``, ``x[n]`` and ``n_estimators`` stay as they are), and the
-one-letter words only where chat uses them ("precision n recall", "y does it matter").
+one-letter words only where chat uses them ("precision n recall", "y does it matter"); a
+model name typed without its hyphen gets the hyphenated form beside it ("gpt3 (gpt-3)").
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ _BETWEEN_WORDS: dict[str, str] = {"n": "and", "w": "with"}
 _COUNTED = frozenset(
     {"top", "first", "last", "every", "each", "size", "of", "the", "with", "choose", "pick"}
 )
+# A model name typed without its hyphen ("gpt3", "llama2"): the pages write "GPT-3", which the
+# search indexes as "gpt" and "3"; the typed form is kept beside it (code may use it).
+_NAME_AND_VERSION = re.compile(r"([a-z]{3,})(\d)")
+_NOT_VERSIONED = frozenset(
+    "int uint float complex log utf sha python conv top epoch layer step http ipv".split()  # noqa: SIM905
+)
 _Y_VERBS = frozenset({"do", "does", "did", "is", "are", "was", "would", "should", "can", "use"})
 # A whole word: not part of code (a dot, underscore, bracket or call next to it).
 _WORD = re.compile(r"(?<![\w.\[(/-])([A-Za-z0-9]+)(?![\w.\[(/-])")
@@ -104,6 +111,12 @@ def spell_out(question: str) -> str:
             replacement = _BETWEEN_WORDS[lower]
         elif lower == "y" and word.islower() and after in _Y_VERBS:
             replacement = "why"
+        elif (
+            (named := _NAME_AND_VERSION.fullmatch(lower))
+            and (word.islower() or word.isupper())
+            and named.group(1) not in _NOT_VERSIONED
+        ):
+            replacement = f"{word} ({word[:-1]}-{word[-1]})"
         if replacement is None:
             continue
         out.append(question[last : match.start()])

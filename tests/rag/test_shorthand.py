@@ -15,7 +15,8 @@ from rag.shorthand import spell_out
         ("np broadcasting rules plz", "NumPy (np) broadcasting rules"),
         ("dropout pls explain w example", "dropout explain with example"),
         ("train w/o dropout w/ batchnorm", "train without dropout with batchnorm"),
-        ("gpt3 how many params", "gpt3 how many parameters"),
+        ("gpt3 how many params", "gpt3 (gpt-3) how many parameters"),
+        ("llama2 vs GPT4", "llama2 (llama-2) vs GPT4 (GPT-4)"),
         ("ML vs DL", "machine learning vs deep learning"),
         ("tl;dr kubeflow?", "kubeflow?"),
         ("onehot encoder unseen categories??", "onehot encoder unseen categories?"),
@@ -38,6 +39,8 @@ def test_chat_shorthand_is_spelled_out(typed: str, spelled: str) -> None:
         "y = f(x): what is y",
         "df.groupby then agg",
         "x[n] or x[w]",
+        "float32 or int8 for resnet50?",  # dtypes and multi-digit names are not versions
+        "python3 -m pip and model.gpt3()",
     ],
 )
 def test_questions_and_code_without_shorthand_are_left_alone(question: str) -> None:
