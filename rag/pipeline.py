@@ -398,7 +398,13 @@ class RAG:
         text, removed = clean_markers(raw.text, len(context))
         asked = " ".join([valid.question, retrieval.query, *(t.content for t in valid.history)])
         checked = verify(
-            text, context, asked, self.embedder, self.settings.support_threshold, cache
+            text,
+            context,
+            asked,
+            self.embedder,
+            self.settings.support_threshold,
+            cache,
+            query=retrieval.query,
         )
         grounding = checked.grounding
         decision = decide_on_answer(

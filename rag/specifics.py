@@ -109,17 +109,21 @@ def _near(text: str, start: int, end: int, before: int, after: int) -> set[str]:
     return {*preceding, *following}
 
 
-def unbound_numbers(sentence: str, sources: Iterable[str]) -> list[str]:
+def unbound_numbers(sentence: str, sources: Iterable[str], query: str = "") -> list[str]:
     """The numbers of ``sentence`` that occur in the sources only among unrelated words: no
     content word near the number in the sentence is near any of its occurrences in a source
-    (sorted). A number found in no source is :func:`missing_specifics`'s business, and a
-    number with no content word around it in the sentence has nothing to check."""
+    (sorted). A number with no content word around it (a bare "16 [3]") is checked against
+    the words of ``query``, the question it answers: "and alpha?" answered with the 16 of
+    ``r=16`` is unbound. A number found in no source is :func:`missing_specifics`'s business,
+    and a bare number without a query has nothing to check."""
     texts = [normalize_for_match(t).replace(",", "") for t in sources]
     plain = normalize_for_match(sentence)
+    asked = set(_content(_BINDING_WORD.findall(normalize_for_match(query))))
     unbound = set()
     for match in _NUMBER.finditer(plain):
         number = match.group(0).rstrip("%").replace(",", "")
         said = _near(plain, match.start(), match.end(), ANSWER_WORDS_BEFORE, ANSWER_WORDS_AFTER)
+        said = said or asked
         if not said:
             continue
         pattern = re.compile(rf"(?<![\d.]){re.escape(number)}(?![\d])")

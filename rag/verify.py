@@ -85,15 +85,16 @@ def context_sources(context: list[Hit], question: str) -> list[str]:
     return texts
 
 
-def invents(sentence: str, sources: list[str]) -> bool:
+def invents(sentence: str, sources: list[str], query: str = "") -> bool:
     """Whether ``sentence`` states a specific found in no source, or a number found only among
-    unrelated words ("a learning rate of 32" where the context has ``lora_alpha=32``)."""
-    return bool(missing_specifics(sentence, sources) or unbound_numbers(sentence, sources))
+    unrelated words ("a learning rate of 32" where the context has ``lora_alpha=32``; a bare
+    number among words unrelated to ``query``)."""
+    return bool(missing_specifics(sentence, sources) or unbound_numbers(sentence, sources, query))
 
 
-def drop_invented(text: str, sources: list[str]) -> tuple[str, list[str]]:
+def drop_invented(text: str, sources: list[str], query: str = "") -> tuple[str, list[str]]:
     """``text`` without the sentences that invent specifics (:func:`invents`)."""
-    invented = [s for s in split_answer(text) if s.plain and invents(s.plain, sources)]
+    invented = [s for s in split_answer(text) if s.plain and invents(s.plain, sources, query)]
     if not invented:
         return text, []
     return _remove_spans(text, [(s.start, s.end) for s in invented]), [s.plain for s in invented]
@@ -170,11 +171,12 @@ def verify(
     embedder: Embedder,
     support_threshold: float,
     cache: SentenceEmbeddings | None = None,
+    query: str = "",
 ) -> Verification:
     """Drop empty and invented sentences, cite uncited ones, and score the support of what
     is left."""
     stating, empty = drop_empty(text)
-    kept, invented = drop_invented(stating, context_sources(context, question))
+    kept, invented = drop_invented(stating, context_sources(context, question), query)
     cited, added = recite(kept, context, embedder, cache, support_threshold)
     grounding = assess(cited, context, embedder, support_threshold, cache)
     return Verification(cited, grounding, invented, empty, added)

@@ -57,6 +57,16 @@ def test_a_number_must_come_with_what_it_is_attached_to() -> None:
     assert unbound_numbers("32.", sources) == []
 
 
+def test_a_bare_number_must_come_with_the_words_of_the_question() -> None:
+    # "and alpha?" answered "16 [3]" from a block whose 16 is the rank (r=16).
+    asked = "What is the value of alpha in the LoRA model?"
+    assert unbound_numbers("16", ["r=16,"], asked) == ["16"]
+    assert unbound_numbers("16", ["r=16,\nlora_alpha=16,"], asked) == []
+    assert unbound_numbers("16", ["r=16,"]) == []  # no question: nothing to check
+    kept, invented = drop_invented("16 [1]", ["r=16,"], asked)
+    assert kept == "" and invented == ["16"]
+
+
 def test_a_sentence_with_an_unbound_number_is_dropped_as_invented() -> None:
     text = "LoRA uses a rank of 16 [1]. The learning rate is 32 [1]."
     kept, invented = drop_invented(text, LORA_CONFIG)
