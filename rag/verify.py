@@ -109,26 +109,25 @@ def _checked_citation(
 ) -> list[int] | None:
     """The block numbers ``sentence`` should cite, or None to leave it as it is."""
     cited = [n for n in sentence.numbers if 1 <= n <= len(blocks)]
+    scores = support_scores([sentence.plain] * len(blocks), blocks, embedder, cache)
     stating = blocks_with_numbers(sentence.plain, blocks)
     if stating is not None:
         # A sentence stating a number cites a block that says it: support scores cannot tell
-        # "2e-4" from a line about learning rates, so the numbers decide the block.
+        # "2e-4" from a line about learning rates, so the numbers decide the blocks.
         kept = [n for n in cited if n in stating]
-        if kept:
-            return kept
         candidates = sorted(stating)
-        texts = [blocks[n - 1] for n in candidates]
-        scores = support_scores([sentence.plain] * len(texts), texts, embedder, cache)
-        return [candidates[max(range(len(texts)), key=lambda i: scores[i])]]
-    # The cited blocks first: a well-cited sentence (every extractive one) costs no more.
-    cited_texts = [blocks[n - 1] for n in cited]
-    cited_scores = support_scores([sentence.plain] * len(cited), cited_texts, embedder, cache)
-    if cited_scores and max(cited_scores) >= floor:
+    else:
         # Of several cited blocks, only those that support the sentence stay cited.
-        return [n for n, score in zip(cited, cited_scores, strict=True) if score >= floor]
-    scores = support_scores([sentence.plain] * len(blocks), blocks, embedder, cache)
-    best = max(range(len(blocks)), key=lambda i: scores[i])
-    return [best + 1] if scores[best] >= floor else None
+        kept = [n for n in cited if scores[n - 1] >= floor]
+        candidates = list(range(1, len(blocks) + 1))
+    best = max(candidates, key=lambda n: scores[n - 1])
+    if not kept:
+        return [best] if stating is not None or scores[best - 1] >= floor else None
+    # An uncited block that supports the sentence better is cited beside the kept ones (the
+    # model copied a line from [1] and cited [2]: the reader should find the line).
+    if best not in kept and scores[best - 1] > max(scores[n - 1] for n in kept):
+        kept.append(best)
+    return kept
 
 
 def recite(
@@ -141,8 +140,9 @@ def recite(
     """``text`` with each sentence's citation checked: a sentence that cites nothing, or only
     blocks that do not support it (below ``floor``), gets the block that supports it best
     instead, when that one reaches ``floor`` (small models often cite the wrong block number);
-    a sentence citing several blocks keeps those that support it; a sentence stating a number
-    cites a block that states it. Returns the text and the number of sentences whose
+    a sentence citing several blocks keeps those that support it, and is also given the block
+    that supports it best when that one is uncited; a sentence stating a number cites a block
+    that states it. Returns the text and the number of sentences whose
     citations were added, replaced or narrowed."""
     sentences = [s for s in split_answer(text) if s.plain]
     if not sentences or not context:

@@ -131,6 +131,26 @@ def test_of_several_cited_blocks_only_the_supporting_ones_stay(embedder) -> None
     assert changed == 1
 
 
+def test_a_sentence_copied_from_an_uncited_block_cites_it_too(embedder) -> None:
+    """The 1.5B model copied a line of block 1 and cited block 2, which supports it less but
+    above the floor: block 1 is cited beside it, so the reader finds the line."""
+    from rag.types import Chunk, Hit
+
+    line = "The modern renaissance began with ImageNet (2012), when AlexNet halved the error rate."
+    texts = [
+        f"Two AI winters followed unrealistic expectations. {line}",
+        "AlexNet and ImageNet started the modern renaissance of deep learning in 2012.",
+    ]
+    hits = [
+        Hit(Chunk(id=f"d#{i}", doc_id="d", text=t, metadata={}), 1.0, i, "hybrid")
+        for i, t in enumerate(texts, start=1)
+    ]
+    fixed, changed = recite(f"{line[:-1]} [2].", hits, embedder, None, 0.5)
+    assert fixed == f"{line[:-1]} [2][1]." and changed == 1
+    cited_right, changed = recite(f"{line[:-1]} [1].", hits, embedder, None, 0.5)
+    assert cited_right == f"{line[:-1]} [1]." and changed == 0
+
+
 def test_a_sentence_stating_a_number_cites_the_block_that_states_it(embedder) -> None:
     """The 1.5B model answered "2e-4 [1]" citing a line about learning rates; the number is in
     block 2, and support scores alone kept [1]."""
