@@ -109,16 +109,39 @@ def _near(text: str, start: int, end: int, before: int, after: int) -> set[str]:
     return {*preceding, *following}
 
 
+# A number no answer word ties to the question needs a question word this close in a source
+# (the words before a number say what it is: "learning_rate = 2e-4", "2020 : GPT-3 — 175B").
+QUESTION_WORDS_BEFORE = 3
+QUESTION_WORDS_AFTER = 2
+FRAGMENT_WORDS = 2  # an answer sentence with at most this many content words is a fragment
+
+
+def _asked_about(asked: set[str], occurrences: list[tuple[str, re.Match[str]]]) -> bool:
+    """Whether some occurrence of a number (a source text and the match in it) has a word of
+    the question close by (:data:`QUESTION_WORDS_BEFORE`, :data:`QUESTION_WORDS_AFTER`)."""
+    return any(
+        asked & _near(text, m.start(), m.end(), QUESTION_WORDS_BEFORE, QUESTION_WORDS_AFTER)
+        for text, m in occurrences
+    )
+
+
 def unbound_numbers(sentence: str, sources: Iterable[str], query: str = "") -> list[str]:
     """The numbers of ``sentence`` that occur in the sources only among unrelated words: no
     content word near the number in the sentence is near any of its occurrences in a source
     (sorted). A number with no content word around it (a bare "16 [3]") is checked against
     the words of ``query``, the question it answers: "and alpha?" answered with the 16 of
-    ``r=16`` is unbound. A number found in no source is :func:`missing_specifics`'s business,
-    and a bare number without a query has nothing to check."""
+    ``r=16`` is unbound. With a query, a number in a short fragment must also be about it:
+    the fragment shares a word with the query, or one of the number's occurrences has a query
+    word close by. A number
+    found in no source is :func:`missing_specifics`'s business, and a bare number without a
+    query has nothing to check."""
     texts = [normalize_for_match(t).replace(",", "") for t in sources]
     plain = normalize_for_match(sentence)
     asked = set(_content(_BINDING_WORD.findall(normalize_for_match(query))))
+    sentence_words = set(_content(_BINDING_WORD.findall(plain)))
+    # A short fragment ("175B parameters") must be about the question; a longer sentence says
+    # what its number is, and the support check reads it.
+    fragment = bool(asked) and len(sentence_words) <= FRAGMENT_WORDS
     unbound = set()
     for match in _NUMBER.finditer(plain):
         number = match.group(0).rstrip("%").replace(",", "")
@@ -128,10 +151,16 @@ def unbound_numbers(sentence: str, sources: Iterable[str], query: str = "") -> l
             continue
         pattern = re.compile(rf"(?<![\d.]){re.escape(number)}(?![\d])")
         occurrences = [(text, m) for text in texts for m in pattern.finditer(text)]
-        if occurrences and not any(
+        if not occurrences:
+            continue
+        if not any(
             said & _near(text, m.start(), m.end(), SOURCE_WINDOW_WORDS, SOURCE_WINDOW_WORDS)
             for text, m in occurrences
         ):
+            unbound.add(number)
+        elif fragment and not asked & sentence_words and not _asked_about(asked, occurrences):
+            # Bound, but to something the question does not ask about: "how many images does
+            # ImageNet contain?" answered "175B parameters" from the GPT-3 line.
             unbound.add(number)
     return sorted(unbound)
 

@@ -67,6 +67,22 @@ def test_a_bare_number_must_come_with_the_words_of_the_question() -> None:
     assert kept == "" and invented == ["16"]
 
 
+def test_a_short_fragment_with_a_number_must_be_about_the_question() -> None:
+    # Seen on a dev near-miss: "how many images does ImageNet contain?" -> "175B parameters [1]",
+    # lifted from the timeline's GPT-3 line (bound to "parameters", but not what was asked).
+    timeline = (
+        "2012 : AlexNet — ImageNet breakthrough 2014 : GANs invented by Goodfellow "
+        "2017 : Transformer — attention is all you need 2020 : GPT-3 — 175B parameters "
+        "2021 : DALL-E — text to image"
+    )
+    asked = "how many images does ImageNet contain?"
+    assert unbound_numbers("175B parameters", [timeline], asked) == ["175"]
+    assert unbound_numbers("175B parameters", [timeline], "how many parameters has GPT-3?") == []
+    # A longer sentence says what its number is; the support check reads it.
+    dated = "John McCarthy named the field at the Dartmouth Conference (1956)."
+    assert unbound_numbers(dated, ["1956 : Dartmouth Conference"], "who named AI, and where?") == []
+
+
 def test_a_sentence_with_an_unbound_number_is_dropped_as_invented() -> None:
     text = "LoRA uses a rank of 16 [1]. The learning rate is 32 [1]."
     kept, invented = drop_invented(text, LORA_CONFIG)
