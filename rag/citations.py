@@ -48,6 +48,7 @@ class AnswerSentence:
     start: int
     end: int
     numbers: list[int] = field(default_factory=list)  # cited context blocks, in order
+    is_code: bool = False  # a line of a fenced code block (or its fence): not a sentence to cite
 
     @property
     def plain(self) -> str:
@@ -100,6 +101,7 @@ def split_answer(text: str) -> list[AnswerSentence]:
     gives the "[1]" to "Claim."). Headings are not claims and are left out."""
     code = _code_spans(text)
     pieces: list[list[int]] = []  # [start, end] spans
+    code_lines: set[int] = set()  # starts of the pieces that are code lines
     for sentence in split_sentences(text):
         if sentence.kind == "heading":
             continue
@@ -113,6 +115,8 @@ def split_answer(text: str) -> list[AnswerSentence]:
                 start += 1
         if start < end:
             pieces.append([start, end])
+            if sentence.kind == "code":
+                code_lines.add(start)
     result = []
     for start, end in pieces:
         chunk = text[start:end]
@@ -122,7 +126,11 @@ def split_answer(text: str) -> list[AnswerSentence]:
             if not _inside(start + m.start(), code)
             for n in parse_numbers(m.group(1))
         ]
-        result.append(AnswerSentence(chunk, start, end, list(dict.fromkeys(numbers))))
+        result.append(
+            AnswerSentence(
+                chunk, start, end, list(dict.fromkeys(numbers)), is_code=start in code_lines
+            )
+        )
     return result
 
 

@@ -69,7 +69,7 @@ def states_nothing(sentence: str) -> bool:
 
 def drop_empty(text: str) -> tuple[str, list[str]]:
     """``text`` without the sentences that state nothing (:func:`states_nothing`)."""
-    empty = [s for s in split_answer(text) if s.plain and states_nothing(s.plain)]
+    empty = [s for s in split_answer(text) if s.plain and not s.is_code and states_nothing(s.plain)]
     if not empty:
         return text, []
     return _remove_spans(text, [(s.start, s.end) for s in empty]), [s.plain for s in empty]
@@ -144,7 +144,8 @@ def recite(
     that supports it best when that one is uncited; a sentence stating a number cites a block
     that states it. Returns the text and the number of sentences whose
     citations were added, replaced or narrowed."""
-    sentences = [s for s in split_answer(text) if s.plain]
+    # Code lines are not cited one by one: a marker inside a code block breaks the code.
+    sentences = [s for s in split_answer(text) if s.plain and not s.is_code]
     if not sentences or not context:
         return text, 0
     blocks = [hit.chunk.text for hit in context]

@@ -124,6 +124,18 @@ def test_sentences_that_state_nothing_are_dropped_and_the_rest_kept() -> None:
     assert drop_empty("Use PR-AUC for fraud [1].") == ("Use PR-AUC for fraud [1].", [])
 
 
+def test_code_lines_are_neither_dropped_as_empty_nor_cited_one_by_one(embedder) -> None:
+    # Seen with the 1.5B model: "```python [1]" and a closing fence dropped as "empty".
+    hits = hits_for("Regularization", "Evaluation Metrics")
+    text = (
+        "PR-AUC is the better metric for imbalanced fraud detection [2]. For example:\n"
+        "```python\nfrom sklearn.metrics import average_precision_score\n```"
+    )
+    assert drop_empty(text) == (text, [])
+    cited, changed = recite(text, hits, embedder, None, 0.5)
+    assert cited == text and changed == 0
+
+
 def test_a_wrong_or_missing_citation_moves_to_the_supporting_block(embedder) -> None:
     hits = hits_for("Regularization", "Evaluation Metrics")
     wrong = "PR-AUC is the better metric for imbalanced fraud detection [1]."
