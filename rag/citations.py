@@ -28,6 +28,7 @@ MARKER = re.compile(r"\[\s*(\d{1,4}(?:\s*,\s*\d{1,4})*)\s*\]")
 MARKER_WITH_SPACE = re.compile(r"\s*" + MARKER.pattern)
 _LEADING_MARKERS = re.compile(r"(?:\s*\[\s*\d{1,4}(?:\s*,\s*\d{1,4})*\s*\])+[.,;:]?")
 _CODE_SPAN = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.S)
+_CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.S)
 
 # How a quote is chosen and how support is scored: equal weight to meaning (embedding cosine)
 # and wording (share of the answer sentence's content words found in the cited text).
@@ -100,8 +101,9 @@ def split_answer(text: str) -> list[AnswerSentence]:
     """Sentences of an answer, each owning the markers that follow it ("Claim. [1] Next."
     gives the "[1]" to "Claim."). Headings are not claims and are left out."""
     code = _code_spans(text)
+    # Lines of fenced blocks (fences included) are code; a prose line with "=" is not.
+    blocks = [m.span() for m in _CODE_BLOCK.finditer(text)]
     pieces: list[list[int]] = []  # [start, end] spans
-    code_lines: set[int] = set()  # starts of the pieces that are code lines
     for sentence in split_sentences(text):
         if sentence.kind == "heading":
             continue
@@ -115,8 +117,6 @@ def split_answer(text: str) -> list[AnswerSentence]:
                 start += 1
         if start < end:
             pieces.append([start, end])
-            if sentence.kind == "code":
-                code_lines.add(start)
     result = []
     for start, end in pieces:
         chunk = text[start:end]
@@ -128,7 +128,7 @@ def split_answer(text: str) -> list[AnswerSentence]:
         ]
         result.append(
             AnswerSentence(
-                chunk, start, end, list(dict.fromkeys(numbers)), is_code=start in code_lines
+                chunk, start, end, list(dict.fromkeys(numbers)), is_code=_inside(start, blocks)
             )
         )
     return result

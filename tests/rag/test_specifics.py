@@ -134,6 +134,10 @@ def test_code_lines_are_neither_dropped_as_empty_nor_cited_one_by_one(embedder) 
     assert drop_empty(text) == (text, [])
     cited, changed = recite(text, hits, embedder, None, 0.5)
     assert cited == text and changed == 0
+    # A prose sentence that starts like code ("name=value ...") is still a sentence to cite.
+    prose = "average=None makes PR-AUC the better metric for imbalanced fraud detection."
+    cited, changed = recite(prose, hits, embedder, None, 0.5)
+    assert cited == prose[:-1] + " [2]." and changed == 1
 
 
 def test_a_wrong_or_missing_citation_moves_to_the_supporting_block(embedder) -> None:
