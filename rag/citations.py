@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 MARKER = re.compile(r"\[\s*(\d{1,4}(?:\s*,\s*\d{1,4})*)\s*\]")
 MARKER_WITH_SPACE = re.compile(r"\s*" + MARKER.pattern)
 _LEADING_MARKERS = re.compile(r"(?:\s*\[\s*\d{1,4}(?:\s*,\s*\d{1,4})*\s*\])+[.,;:]?")
-_CODE_SPAN = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.S)
-_CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.S)
+_CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.S)  # fenced, fences included
+_CODE_SPAN = re.compile(_CODE_BLOCK.pattern + r"|`[^`\n]*`", re.S)  # fenced or inline
 
 # How a quote is chosen and how support is scored: equal weight to meaning (embedding cosine)
 # and wording (share of the answer sentence's content words found in the cited text).

@@ -132,9 +132,8 @@ def unbound_numbers(sentence: str, sources: Iterable[str], query: str = "") -> l
     the words of ``query``, the question it answers: "and alpha?" answered with the 16 of
     ``r=16`` is unbound. With a query, a number in a short fragment must also be about it:
     the fragment shares a word with the query, or one of the number's occurrences has a query
-    word close by. A number
-    found in no source is :func:`missing_specifics`'s business, and a bare number without a
-    query has nothing to check."""
+    word close by. A number found in no source is :func:`missing_specifics`'s business, and a
+    bare number without a query has nothing to check."""
     texts = [normalize_for_match(t).replace(",", "") for t in sources]
     plain = normalize_for_match(sentence)
     asked = set(_content(_BINDING_WORD.findall(normalize_for_match(query))))

@@ -54,7 +54,7 @@ _BARE_REPLIES = frozenset(
     "yes no yeah yep nope maybe sure correct incorrect true false right wrong depend".split()  # noqa: SIM905
 )
 _LAST_WORD = re.compile(r"([A-Za-z]+)\W*$")
-_CODE_SPAN = re.compile(r"`[^`]*`")
+_INLINE_CODE = re.compile(r"`[^`]*`")
 
 
 def states_nothing(sentence: str) -> bool:
@@ -63,7 +63,7 @@ def states_nothing(sentence: str) -> bool:
     article, a conjunction, "than" or a form of "be": prepositions may end one)."""
     if not content_words(sentence) - _BARE_REPLIES:
         return True
-    last = _LAST_WORD.search(_CODE_SPAN.sub(" code ", sentence))  # "such as `a`" is finished
+    last = _LAST_WORD.search(_INLINE_CODE.sub(" code ", sentence))  # "such as `a`" is finished
     return last is not None and last.group(1).lower() in _DANGLING_ENDS
 
 
