@@ -139,11 +139,15 @@ def test_a_job_run_by_one_worker_is_reported_by_another(chroma_client: Any) -> N
         return {"chunks_added": 3}
 
     job = worker_a.submit([{"kind": "path", "location": "a.md"}], run)
+    # Worker A sets the final status in memory a moment before it publishes it, so wait on
+    # what worker B sees (polling A first made this test flaky: B could still read "running").
     deadline = time.monotonic() + 10
-    while worker_a.get(job.id).status not in ("succeeded", "failed"):  # type: ignore[union-attr]
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
     seen = worker_b.get(job.id)
+    while seen is None or seen.status not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, "worker B never saw the job finish"
+        time.sleep(0.05)
+        seen = worker_b.get(job.id)
+    assert worker_a.get(job.id).status == "succeeded"  # type: ignore[union-attr]
     assert seen is not None, "without the shared board worker B never heard of the job"
     assert seen.status == "succeeded" and seen.summary == {"chunks_added": 3}
     assert [j.id for j in worker_b.list()] == [job.id]
