@@ -97,7 +97,9 @@ def test_hard_set_has_the_issue_counts_and_splits() -> None:
     for group in counts:
         subset = [i for i in items if i.group == group]
         dev = sum(1 for i in subset if i.split == "dev") / len(subset)
-        assert 0.3 <= dev <= 0.5, group
+        # Dev grew past half for near-misses: 18 dev items were too few to show what the
+        # 26 test items showed (dev declined 0.94, test 0.58), so 23 more were written for dev.
+        assert 0.3 <= dev <= 0.65, group
     assert all(i.history for i in items if i.kind == "followup")
     assert all(i.answer is None and not i.evidence for i in items if i.kind == "nearmiss")
 
