@@ -57,7 +57,8 @@ RETRIEVAL_SETTINGS: tuple[str, ...] = (
 )  # fmt: skip
 # Settings that change an answer beyond retrieval (part of the answer cache key).
 ANSWER_SETTINGS: tuple[str, ...] = (
-    "abstain_threshold", "abstain_term_max_df", "support_threshold", "local_model", "local_4bit", "local_max_new_tokens",
+    "abstain_threshold", "abstain_term_max_df", "support_threshold", "answer_support_floor",
+    "answer_term_max_df", "llm_context_tokens", "local_model", "local_4bit", "local_max_new_tokens",
     "local_repetition_penalty", "claude_model", "claude_max_tokens",
 )  # fmt: skip
 BINARY_METRICS: frozenset[str] = frozenset(
@@ -95,6 +96,18 @@ class RunOptions:
     judge_labels: Path | None = (
         None  # hand labels for judge agreement (default: eval/gold/judge_labels.jsonl)
     )
+
+
+def code_version(package: Path = PROJECT_ROOT / "rag") -> str:
+    """A digest of the answering core's source (``rag/**/*.py``): part of the cache keys, so a
+    code change is never scored with answers or search results of the code before it (the
+    keys held only settings and the question: a changed verify step was "measured" on cached
+    answers)."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def git_commit() -> str:
@@ -228,6 +241,7 @@ class Runner:
             settings.data_dir / "eval_cache" / "answers", options.use_cache
         )
         self.skipped: dict[str, str] = {}
+        self.code = code_version()  # in the cache keys: answers of other code are not reused
 
     @property
     def embedder(self) -> Embedder:
@@ -289,6 +303,7 @@ class Runner:
         key = DiskCache.key(
             {
                 "backend": self.backend.label,
+                "code": self.code,
                 "corpus_version": version,
                 "retriever": retriever,
                 "settings": settings,
@@ -372,6 +387,7 @@ class Runner:
         return DiskCache.key(
             {
                 "backend": self.backend.label,
+                "code": self.code,
                 "corpus_version": version,
                 "retriever": retriever,
                 "generator": generator,

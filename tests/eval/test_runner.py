@@ -66,6 +66,34 @@ def test_run_writes_every_file_with_sane_numbers(tiny_rag: RAG, tmp_path: Path) 
     assert again["retrieval"]["summary"]["dense"]["overall"] == summary["dense"]["overall"]
 
 
+def test_cached_results_of_other_code_are_not_reused(
+    tiny_rag: RAG, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The keys once held only settings and the question: a changed verify step was scored
+    # on the answers of the code before it. The answering core's digest is in the keys now.
+    import eval.runner as runner
+
+    options = RunOptions(
+        gold=[write_gold(tmp_path / "gold.jsonl")], out=tmp_path / "run", retrievers=["dense"],
+        generators=["extractive"], k=3, split="test", progress=False, judge_labels=tmp_path / "x",
+    )  # fmt: skip
+    run_eval(tiny_rag.settings, options, rag=tiny_rag)
+    assert run_eval(tiny_rag.settings, options, rag=tiny_rag)["run"]["answer_cache_hits"] == 5
+    monkeypatch.setattr(runner, "code_version", lambda: "changed")
+    again = run_eval(tiny_rag.settings, options, rag=tiny_rag)["run"]
+    assert again["answer_cache_hits"] == 0 and again["cache_hits"] == 0
+
+
+def test_code_version_follows_the_source(tmp_path: Path) -> None:
+    from eval.runner import code_version
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    before = code_version(tmp_path)
+    assert code_version(tmp_path) == before
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert code_version(tmp_path) != before
+
+
 def _service(rag: RAG):
     """An httpx transport answering /v1/search and /v1/ask like the API does (no hits in ask)."""
     import httpx
