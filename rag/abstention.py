@@ -9,7 +9,8 @@ Two decisions, both visible stages of the pipeline (rag.pipeline):
 * :func:`decide_on_answer` — after generating and verifying (rag.verify): the generator
   declined (its answer is the abstention sentence or a close variant, see :func:`is_decline`),
   every sentence stated invented specifics, the best remaining sentence is not supported by
-  the context (below ``answer_support_floor``), or a strict answer has nothing left.
+  the context (below ``answer_support_floor``), the question asks for a kind of fact (a
+  default) that no cited block states (rag.asked), or a strict answer has nothing left.
 
 Generators never decide to abstain themselves; they may only decline in words, which this
 module recognises.
@@ -127,12 +128,17 @@ def decide_on_answer(
     strict_text: str = "",
     invented: Sequence[str] = (),
     cites: bool = True,
+    unstated: Sequence[str] = (),
+    missing_terms: Sequence[str] = (),
 ) -> Decision:
     """Abstain after generating when the generator declined; when no sentence is left after
     verification (rag.verify dropped the ones stating invented specifics); when even the best
     remaining sentence's support is below ``floor`` (calibrated on the dev split); when no
-    sentence cites a block (none is supported by any); or when ``strict`` drops every
-    unsupported sentence and nothing is left."""
+    sentence cites a block (none is supported by any); when the question asks for a kind of
+    fact (a default, the version that added something) that no cited block states
+    (``unstated``, rag.asked); when the blocks it cites lack a rare specific term of the
+    question (``missing_terms``: the answer is about something else); or when ``strict`` drops every unsupported sentence and nothing
+    is left."""
     if declined or is_decline(raw_text):
         return Decision(True, "declined")
     if not support:
@@ -143,6 +149,11 @@ def decide_on_answer(
         # rag.verify cites every sentence some block supports: an answer left with no citation
         # has no supported sentence, and is never shown as an answer.
         return Decision(True, "uncited")
+    if unstated:
+        # "What's the default batch size?" answered "64 [1]" from an example that sets it.
+        return Decision(True, "unstated")
+    if missing_terms:
+        return Decision(True, "missing_terms", tuple(missing_terms))
     if strict and not strict_text.strip():
         return Decision(True, "unsupported")
     return ANSWER

@@ -164,6 +164,11 @@ class GenerationSettings(BaseModel):
         le=1,
         description="After generation (rag.verify), an answer whose best-supported sentence scores below this is an abstention; sentences stating numbers, identifiers or names found in neither the context nor the question are always dropped. 0.35 chosen on the dev split with the 1.5B model (runs/dev-qwen-1, bench/answer_floor.py): unanswerable declined 0.81 -> 0.93, answerable declined 0.09 -> 0.15, evidence in the answer unchanged (0.51): the answers it declines carried no evidence.",
     )
+    answer_term_max_df: int = Field(
+        10,
+        ge=-1,
+        description="After generation, a question term written as a name or not an ordinary English word that occurs in at most this many corpus chunks must appear in a block the answer cites (abstain_term_max_df's rule, applied to the cited blocks), else the answer is 'not covered'; -1 turns this check off. 10 (abstain_term_max_df's value) chosen on the dev split with the 1.5B model (runs/dev-qwen-7-tdf-1 -> -tdf10): unanswerable declined 0.90 -> 0.94 ('gzip [1]' to a pandas to_parquet question, citing Celery's compression setting; a QLoRA memory question answered from spaCy's GPU note), answerable declined 0.15 -> 0.18 (three answers without the evidence: 'TIES merges adapters with merge_and_unload', 'en_core_web_sm [2]' to 'en_core_web_trf or en_core_web_sm?').",
+    )
     condense_with_model: bool = Field(
         True,
         description="Rewrite follow-up questions into standalone queries with the configured LLM (local on llama.cpp, openai, claude); the heuristic condenser is the fallback and is used for extractive.",

@@ -416,10 +416,12 @@ class RAG:
             grounding.strict_text,
             checked.invented,
             cites=any(sentence.numbers for sentence in grounding.sentences),
+            unstated=checked.unstated,
+            missing_terms=self.cited_missing_terms(retrieval.query, checked.text, context),
         )
         if decision.abstain:
             fields: dict[str, Any] = {}
-            if decision.reason in ("unsupported", "invented", "uncited"):
+            if decision.reason in ("unsupported", "invented", "uncited", "unstated"):
                 fields = {
                     "unsupported": [*checked.empty, *checked.invented, *grounding.unsupported],
                     "removed_citations": removed,
@@ -445,6 +447,23 @@ class RAG:
             hits=list(context),
         )
         return self._timed(answer, retrieval, decision, generate_ms)
+
+    def cited_missing_terms(self, query: str, text: str, context: list[Hit]) -> tuple[str, ...]:
+        """The specific terms of ``query`` found in at most ``answer_term_max_df`` corpus chunks
+        that none of the blocks ``text`` cites contains (rag.coverage's rule, applied to the
+        cited blocks instead of every hit; () when the check is off or nothing is cited)."""
+        max_df = self.settings.answer_term_max_df
+        from rag.verify import cited_hits
+
+        cited = cited_hits(text, context)
+        if max_df < 0 or not cited:
+            return ()
+        from rag.coverage import corpus_terms, ordinary_words, uncovered_specific_terms
+
+        corpus = corpus_terms(self._context().lexical_index())
+        vocabulary = ordinary_words(self.embedder)
+        uncovered = uncovered_specific_terms(query, cited, corpus, vocabulary)
+        return tuple(word for word, df in uncovered if df <= max_df)
 
     # --- the answer cache --------------------------------------------------------------------
     @property

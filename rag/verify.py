@@ -11,6 +11,9 @@
    gets the block that supports it best, when that support reaches the floor (small models
    often cite the wrong number; and every answer that is sent cites).
 3. **Support** (rag.grounding): each remaining sentence's support by the blocks it cites.
+4. **What was asked** (rag.asked): a question asking for a default (or for the version that
+   added something) is answered only from cited blocks that state a default (or a version
+   change); the kinds no cited block states are reported.
 
 What is left, with the support scores, goes to rag.abstention.decide_on_answer, which turns an
 answer with no supported sentence into an abstention; ``strict`` also drops every sentence
@@ -23,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rag.asked import unstated_kinds
 from rag.citations import MARKER_WITH_SPACE, AnswerSentence, split_answer
 from rag.grounding import Grounding, _remove_spans, assess, support_scores
 from rag.sentences import content_words
@@ -43,6 +47,9 @@ class Verification:
     invented: list[str] = field(default_factory=list)  # sentences dropped for their specifics
     empty: list[str] = field(default_factory=list)  # sentences dropped as stating nothing
     recited: int = 0  # sentences whose citation the check added or replaced
+    # Kinds of fact the question asks for ("default", "version added") that no cited block
+    # states (rag.asked): the answer came from a passage about something else.
+    unstated: list[str] = field(default_factory=list)
 
 
 # Words a finished sentence does not end on: "… is [1]." states nothing after the verb.
@@ -180,4 +187,19 @@ def verify(
     kept, invented = drop_invented(stating, context_sources(context, question), query)
     cited, added = recite(kept, context, embedder, cache, support_threshold)
     grounding = assess(cited, context, embedder, support_threshold, cache)
-    return Verification(cited, grounding, invented, empty, added)
+    unstated = unstated_kinds(query or question, cited_blocks(cited, context))
+    return Verification(cited, grounding, invented, empty, added, unstated)
+
+
+def cited_hits(text: str, context: list[Hit]) -> list[Hit]:
+    """The context blocks ``text`` cites, in citation order."""
+    numbers = dict.fromkeys(n for s in split_answer(text) for n in s.numbers)
+    return [context[n - 1] for n in numbers if 1 <= n <= len(context)]
+
+
+def cited_blocks(text: str, context: list[Hit]) -> list[str]:
+    """The heading and text of each context block ``text`` cites (in citation order)."""
+    return [
+        "\n".join((hit.chunk.title, hit.chunk.section, hit.chunk.text))
+        for hit in cited_hits(text, context)
+    ]

@@ -171,7 +171,10 @@ def test_turning_the_term_check_off_restores_similarity_only(
 
     settings = answering_settings(tmp_path / "data", abstain_term_max_df=-1)
     rag = RAG(settings, embedder=embedder, store=answer_store)
-    assert not rag.ask(DEEPSPEED).abstained
+    # Off before generation, the same rule still applies to the blocks the answer cites.
+    assert rag.ask(DEEPSPEED).abstained
+    both_off = settings.model_copy(update={"answer_term_max_df": -1})
+    assert not RAG(both_off, embedder=embedder, store=answer_store).ask(DEEPSPEED).abstained
     events = list(make_rag(tmp_path / "data2", embedder, answer_store).stream(DEEPSPEED))
     assert isinstance(events[-1], AnswerEvent) and events[-1].answer.abstained
 

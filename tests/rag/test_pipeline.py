@@ -251,6 +251,45 @@ def test_an_answer_that_states_nothing_is_an_abstention(rag_pipeline: RAG, monke
     )
 
 
+def test_a_default_asked_for_is_answered_only_from_a_passage_stating_one(
+    rag_pipeline: RAG, monkeypatch
+) -> None:
+    # The 1.5B model answered "what's the default batch size …?" with "64 [1]" from a
+    # tutorial that sets batch_size = 64: the number is there, the default is not (rag.asked).
+    _use(rag_pipeline, ScriptedGenerator("The rank r of a LoRA adapter is 8 [1]."), monkeypatch)
+    asked_default = rag_pipeline.ask("What is the default rank r of a LoRA adapter?")
+    assert asked_default.abstained and asked_default.citations == []
+    assert asked_default.unsupported == []  # every sentence was fine; what was asked was not
+    answered = rag_pipeline.ask("What rank r does a LoRA adapter use?")
+    assert not answered.abstained and answered.citations
+
+
+def test_cited_blocks_must_name_the_rare_terms_of_the_question(
+    rag_pipeline: RAG, monkeypatch
+) -> None:
+    # answer_term_max_df: the retrieval rule's rare-term check, applied to the blocks cited.
+    # "LoRA" is in the context (the LoRA block is retrieved) but not in the block cited.
+    question = "Does LoRA stop neurons from co-adapting?"
+    text = "Dropout stops neurons from co-adapting and reduces overfitting [1]."
+    _use(rag_pipeline, ScriptedGenerator(text), monkeypatch)
+    assert rag_pipeline.settings.answer_term_max_df == 10  # on by default
+    answer = rag_pipeline.ask(question, retriever="dense")
+    assert answer.abstained and answer.citations == []
+    check_off = rag_pipeline.settings.model_copy(update={"answer_term_max_df": -1})
+    monkeypatch.setattr(rag_pipeline, "settings", check_off)
+    assert not rag_pipeline.ask(question, retriever="dense").abstained
+    monkeypatch.setattr(
+        rag_pipeline, "settings", check_off.model_copy(update={"answer_term_max_df": 10})
+    )
+    _use(
+        rag_pipeline,
+        ScriptedGenerator("The rank r controls the size of the update [1]."),
+        monkeypatch,
+    )
+    on_topic = rag_pipeline.ask("What does the rank r control in LoRA?", retriever="dense")
+    assert not on_topic.abstained and on_topic.citations[0].section == "LoRA"
+
+
 def test_uncited_claims_get_the_block_that_supports_them(rag_pipeline: RAG, monkeypatch) -> None:
     _use(
         rag_pipeline,
