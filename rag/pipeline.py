@@ -417,7 +417,11 @@ class RAG:
             checked.invented,
             cites=any(sentence.numbers for sentence in grounding.sentences),
             unstated=checked.unstated,
-            missing_terms=self.cited_missing_terms(retrieval.query, checked.text, context),
+            # The question as asked: the heuristic condenser appends words of earlier turns
+            # ("… StandardScaler KNNImputer"), which the cited block need not name.
+            missing_terms=self.cited_missing_terms(
+                spell_out(valid.question), checked.text, context
+            ),
         )
         if decision.abstain:
             fields: dict[str, Any] = {}
@@ -448,10 +452,10 @@ class RAG:
         )
         return self._timed(answer, retrieval, decision, generate_ms)
 
-    def cited_missing_terms(self, query: str, text: str, context: list[Hit]) -> tuple[str, ...]:
-        """The specific terms of ``query`` found in at most ``answer_term_max_df`` corpus chunks
-        that none of the blocks ``text`` cites contains (rag.coverage's rule, applied to the
-        cited blocks instead of every hit; () when the check is off or nothing is cited)."""
+    def cited_missing_terms(self, question: str, text: str, context: list[Hit]) -> tuple[str, ...]:
+        """The specific terms of ``question`` found in at most ``answer_term_max_df`` corpus
+        chunks that none of the blocks ``text`` cites contains (rag.coverage's rule, applied to
+        the cited blocks instead of every hit; () when the check is off or nothing is cited)."""
         max_df = self.settings.answer_term_max_df
         from rag.verify import cited_hits
 
@@ -462,7 +466,7 @@ class RAG:
 
         corpus = corpus_terms(self._context().lexical_index())
         vocabulary = ordinary_words(self.embedder)
-        uncovered = uncovered_specific_terms(query, cited, corpus, vocabulary)
+        uncovered = uncovered_specific_terms(question, cited, corpus, vocabulary)
         return tuple(word for word, df in uncovered if df <= max_df)
 
     # --- the answer cache --------------------------------------------------------------------

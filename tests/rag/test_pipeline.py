@@ -290,6 +290,20 @@ def test_cited_blocks_must_name_the_rare_terms_of_the_question(
     assert not on_topic.abstained and on_topic.citations[0].section == "LoRA"
 
 
+def test_history_words_a_condenser_adds_are_not_terms_the_cited_block_must_name(
+    rag_pipeline: RAG, monkeypatch
+) -> None:
+    # The heuristic condenser appends words of earlier turns ("… LoRA"); the cited block
+    # answers the question as asked and need not name them.
+    _use(rag_pipeline, ScriptedGenerator("Dropout reduces overfitting [1]."), monkeypatch)
+    history = [
+        Turn("user", "What does LoRA freeze?"),
+        Turn("assistant", "LoRA freezes the pretrained weights."),
+    ]
+    answer = rag_pipeline.ask("and what does dropout reduce?", history=history, retriever="dense")
+    assert "LoRA" in answer.query and not answer.abstained
+
+
 def test_uncited_claims_get_the_block_that_supports_them(rag_pipeline: RAG, monkeypatch) -> None:
     _use(
         rag_pipeline,
