@@ -254,19 +254,11 @@ def uncovered_specific_terms(
 ) -> list[tuple[str, int]]:
     """The question's specific terms (see the module docstring) that no hit contains, even
     inflected, each with its corpus document frequency."""
-    words: set[str] = set()
-    joined: set[str] = set()  # neighbouring words run together: "batch norm" -> "batchnorm"
-    for hit in hits:
-        sequence = _PART.findall(hit.chunk.indexed_text.lower())
-        words.update(sequence)
-        joined.update(a + b for a, b in zip(sequence, sequence[1:], strict=False))
-    bases = {word_base(w) for w in words}
+    words, joined, bases = _hit_words(hits)
     uncovered = []
     for term in question_terms(question):
-        if term.word in words or term.base in bases:
+        if _names(term, words, joined, bases):
             continue
-        if len(term.word) >= MIN_PREFIX and any(w.startswith(term.word) for w in words | joined):
-            continue  # BatchNorm in "BatchNorm2d" or "Batch Normalization"
         if any(long in words for long in ABBREVIATIONS.get(term.word, ())):
             continue  # "params" for "parameters", "np" for "numpy"
         if not term.name_like and _abbreviates_any(term.word, words):
@@ -279,6 +271,46 @@ def uncovered_specific_terms(
         if term.name_like or not is_ordinary(term.word, vocabulary):
             uncovered.append((term.word, corpus.df(term.word)))
     return uncovered
+
+
+def _hit_words(hits: Sequence[Hit]) -> tuple[set[str], set[str], set[str]]:
+    """The words of the hits (identifiers split), neighbouring words run together ("batch
+    norm" -> "batchnorm"), and the words' bases."""
+    words: set[str] = set()
+    joined: set[str] = set()
+    for hit in hits:
+        sequence = _PART.findall(hit.chunk.indexed_text.lower())
+        words.update(sequence)
+        joined.update(a + b for a, b in zip(sequence, sequence[1:], strict=False))
+    return words, joined, {word_base(w) for w in words}
+
+
+def _names(term: QuestionTerm, words: set[str], joined: set[str], bases: set[str]) -> bool:
+    """Whether the words name ``term`` as written: the word, an inflection, or the start of a
+    longer word (BatchNorm in "BatchNorm2d" or "Batch Normalization")."""
+    if term.word in words or term.base in bases:
+        return True
+    return len(term.word) >= MIN_PREFIX and any(w.startswith(term.word) for w in words | joined)
+
+
+def uncovered_in_cited(
+    question: str,
+    cited: Sequence[Hit],
+    hits: Sequence[Hit],
+    corpus: CorpusTerms,
+    vocabulary: frozenset[str],
+) -> list[tuple[str, int]]:
+    """The question's specific terms that the ``hits`` name as written but no ``cited`` block
+    covers: the context has the thing asked about, the answer's sources do not. A term the
+    hits match only loosely (a typo such as "problm", shorthand) is left to the retrieval rule:
+    the cited block of a right answer need not contain the word the typo stands for."""
+    words, joined, bases = _hit_words(hits)
+    named = {t.word for t in question_terms(question) if _names(t, words, joined, bases)}
+    return [
+        (word, df)
+        for word, df in uncovered_specific_terms(question, cited, corpus, vocabulary)
+        if word in named
+    ]
 
 
 _LETTERS_THEN_DIGITS = re.compile(r"([a-z]{3,})\d+")

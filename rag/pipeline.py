@@ -454,19 +454,20 @@ class RAG:
 
     def cited_missing_terms(self, question: str, text: str, context: list[Hit]) -> tuple[str, ...]:
         """The specific terms of ``question`` found in at most ``answer_term_max_df`` corpus
-        chunks that none of the blocks ``text`` cites contains (rag.coverage's rule, applied to
-        the cited blocks instead of every hit; () when the check is off or nothing is cited)."""
+        chunks that the context names but none of the blocks ``text`` cites contains
+        (rag.coverage's rule, applied to the cited blocks; typos and shorthand are left to the
+        retrieval rule; () when the check is off or nothing is cited)."""
         max_df = self.settings.answer_term_max_df
         from rag.verify import cited_hits
 
         cited = cited_hits(text, context)
         if max_df < 0 or not cited:
             return ()
-        from rag.coverage import corpus_terms, ordinary_words, uncovered_specific_terms
+        from rag.coverage import corpus_terms, ordinary_words, uncovered_in_cited
 
         corpus = corpus_terms(self._context().lexical_index())
         vocabulary = ordinary_words(self.embedder)
-        uncovered = uncovered_specific_terms(question, cited, corpus, vocabulary)
+        uncovered = uncovered_in_cited(question, cited, context, corpus, vocabulary)
         return tuple(word for word, df in uncovered if df <= max_df)
 
     # --- the answer cache --------------------------------------------------------------------
