@@ -88,6 +88,15 @@ def rank_sentences(
     return sorted(scored, key=lambda s: -s.relevance)
 
 
+def shown_text(source: str, sentence: Sentence) -> str:
+    """``sentence`` as the cut context shows it: a code line keeps its indentation (the cut
+    showed ``return x`` flush under ``def f():``, and the model copied invalid Python)."""
+    if sentence.kind != "code":
+        return sentence.text
+    indent = source[source.rfind("\n", 0, sentence.start) + 1 : sentence.start]
+    return indent + sentence.text if indent and not indent.strip() else sentence.text
+
+
 def compress_hits(hits: Sequence[Hit], ranked: Sequence[Scored], budget_tokens: int) -> list[Hit]:
     """``hits`` cut to the best ``ranked`` sentences that fit ``budget_tokens`` (at least the
     best one), each followed by the sentence after it in its chunk when that fits too (a
@@ -112,7 +121,7 @@ def compress_hits(hits: Sequence[Hit], ranked: Sequence[Scored], budget_tokens: 
         nonlocal used
         if candidate.sentence.start in kept.get(candidate.n, {}):
             return True
-        cost = estimate_tokens(candidate.sentence.text)
+        cost = estimate_tokens(shown_text(hits[candidate.n - 1].chunk.text, candidate.sentence))
         if candidate.n not in kept:
             cost += block_overhead(hits[candidate.n - 1])
         if kept and used + cost > budget_tokens:
@@ -134,7 +143,9 @@ def compress_hits(hits: Sequence[Hit], ranked: Sequence[Scored], budget_tokens: 
     compressed = []
     for rank, (n, chosen) in enumerate(kept.items(), start=1):  # dicts keep insertion order
         hit = hits[n - 1]
-        text = "\n".join(chosen[start].sentence.text for start in sorted(chosen))
+        text = "\n".join(
+            shown_text(hit.chunk.text, chosen[start].sentence) for start in sorted(chosen)
+        )
         chunk = dataclasses.replace(hit.chunk, text=text)
         compressed.append(Hit(chunk=chunk, score=hit.score, rank=rank, retriever=hit.retriever))
     return compressed

@@ -67,3 +67,21 @@ def test_context_for_keeps_the_quotes_a_training_example_needs(embedder) -> None
     assert context_for(query, hits, embedder, cache, 0) == hits
     two = [quote, "Dropout randomly sets a fraction of activations to zero during training."]
     assert context_for(query, hits, embedder, cache, 5, keep=two) == hits
+
+
+def test_code_lines_keep_their_indentation_in_the_cut() -> None:
+    # The cut showed "return ..." flush under "def ...():" and the 1.5B model copied invalid
+    # Python ("how do i retry a failed celery task").
+    from rag.context import Scored
+    from rag.sentences import split_sentences
+    from rag.types import Chunk, Hit
+
+    text = (
+        "Retry on an exception with autoretry_for.\n```python\n"
+        "@app.task(autoretry_for=(FailWhaleError,))\ndef refresh_timeline(user):\n"
+        "    return twitter.refresh_timeline(user)\n```"
+    )
+    hits = [Hit(Chunk(id="c", doc_id="d", text=text), 1.0, 1, "dense")]
+    ranked = [Scored(1, s, 1.0) for s in split_sentences(text) if s.text.strip()]
+    cut = compress_hits(hits, ranked, 1000)[0].chunk.text
+    assert "def refresh_timeline(user):\n    return twitter.refresh_timeline(user)" in cut
