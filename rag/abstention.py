@@ -10,7 +10,8 @@ Two decisions, both visible stages of the pipeline (rag.pipeline):
   declined (its answer is the abstention sentence or a close variant, see :func:`is_decline`),
   every sentence stated invented specifics, the best remaining sentence is not supported by
   the context (below ``answer_support_floor``), the question asks for a kind of fact (a
-  default) that no cited block states (rag.asked), or a strict answer has nothing left.
+  default) that no cited block states (rag.asked), the cited blocks lack a rare term of the
+  question that the context names (``answer_term_max_df``), or a strict answer has nothing left.
 
 Generators never decide to abstain themselves; they may only decline in words, which this
 module recognises.
@@ -137,8 +138,8 @@ def decide_on_answer(
     sentence cites a block (none is supported by any); when the question asks for a kind of
     fact (a default, the version that added something) that no cited block states
     (``unstated``, rag.asked); when the blocks it cites lack a rare specific term of the
-    question (``missing_terms``: the answer is about something else); or when ``strict`` drops every unsupported sentence and nothing
-    is left."""
+    question (``missing_terms``: the answer is about something else); or when ``strict``
+    drops every unsupported sentence and nothing is left."""
     if declined or is_decline(raw_text):
         return Decision(True, "declined")
     if not support:

@@ -35,7 +35,7 @@ class AskedKind:
 ASKED_KINDS: tuple[AskedKind, ...] = (
     AskedKind(
         "default",
-        re.compile(r"\bdefaults?\b|\bdefault(ed|s)? to\b", re.I),
+        re.compile(r"\bdefault(s|ed)?\b", re.I),
         # "by default", "defaults to", "the default …", "(default)"; or a signature or
         # constructor written with a default value: def f(x, patience=10)
         re.compile(r"\bdefault|\bdef\s+\w+\s*\([^)]*\w\s*=", re.I),

@@ -458,10 +458,12 @@ class RAG:
         (rag.coverage's rule, applied to the cited blocks; typos and shorthand are left to the
         retrieval rule; () when the check is off or nothing is cited)."""
         max_df = self.settings.answer_term_max_df
+        if max_df < 0:
+            return ()
         from rag.verify import cited_hits
 
         cited = cited_hits(text, context)
-        if max_df < 0 or not cited:
+        if not cited:
             return ()
         from rag.coverage import corpus_terms, ordinary_words, uncovered_in_cited
 
