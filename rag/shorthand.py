@@ -76,8 +76,11 @@ _Y_VERBS = frozenset({"do", "does", "did", "is", "are", "was", "would", "should"
 # A whole word: not part of code (a dot, underscore, bracket or call next to it).
 _WORD = re.compile(r"(?<![\w.\[(/-])([A-Za-z0-9]+)(?![\w.\[(/-])")
 _REPEATED_MARKS = re.compile(r"([?!])[?!]+")
-_WITH_SLASH = ((re.compile(r"(?<![\w/])w/o(?![\w/])", re.I), "without"),
-               (re.compile(r"(?<![\w/])w/(?=\s)", re.I), "with"))  # fmt: skip
+# Shorthand written with punctuation, which the word pass below would cut in two ("tl;dr"
+# became "tl", ";" and "dr", and the query "kubeflow tl;dr?" was searched as "kubeflow ;?").
+_WITH_PUNCTUATION = ((re.compile(r"(?<![\w/])w/o(?![\w/])", re.I), "without"),
+                     (re.compile(r"(?<![\w/])w/(?=\s)", re.I), "with"),
+                     (re.compile(r"\s*(?<![\w/])tl\s*[;:]\s*dr(?!\w)", re.I), ""))  # fmt: skip
 
 
 def _chat_between(before: str | None, after: str | None) -> bool:
@@ -92,7 +95,7 @@ def _chat_between(before: str | None, after: str | None) -> bool:
 def spell_out(question: str) -> str:
     """``question`` with chat shorthand spelled out and filler words dropped (see the module
     docstring); a question without shorthand comes back unchanged."""
-    for pattern, words_for in _WITH_SLASH:
+    for pattern, words_for in _WITH_PUNCTUATION:
         question = pattern.sub(words_for, question)
     words = list(_WORD.finditer(question))
     out: list[str] = []
@@ -119,7 +122,9 @@ def spell_out(question: str) -> str:
             replacement = f"{word} ({word[:-1]}-{word[-1]})"
         if replacement is None:
             continue
-        out.append(question[last : match.start()])
+        before_word = question[last : match.start()]
+        # A dropped word takes the space before it along ("kubeflow tldr?" -> "kubeflow?").
+        out.append(before_word.rstrip() if not replacement else before_word)
         out.append(replacement)
         last = match.end()
     out.append(question[last:])

@@ -19,6 +19,9 @@ from rag.shorthand import spell_out
         ("llama2 vs GPT4", "llama2 (llama-2) vs GPT4 (GPT-4)"),
         ("ML vs DL", "machine learning vs deep learning"),
         ("tl;dr kubeflow?", "kubeflow?"),
+        ("kubeflow tl;dr?", "kubeflow?"),  # was searched as "kubeflow ;?"
+        ("TL;DR: what is lora", "what is lora"),
+        ("kubeflow tldr pls?", "kubeflow?"),
         ("onehot encoder unseen categories??", "onehot encoder unseen categories?"),
     ],
 )  # fmt: skip
