@@ -179,3 +179,22 @@ def blocks_with_numbers(sentence: str, blocks: list[str]) -> set[int] | None:
         return None
     common = set.intersection(*found)
     return common or None
+
+
+def uncited_numbers(
+    sentence: str, cited: Iterable[int], blocks: list[str], question: str
+) -> list[str]:
+    """The numbers of ``sentence`` that some of ``blocks`` (1-based) states but none of the
+    ``cited`` ones does, and that the question does not state. A sentence stitched from two
+    blocks has them: "at least 10GB … on a single 48GB GPU using QLoRA [1]" took "10GB" from
+    spaCy's GPU note and cited the QLoRA line, which is about a 65B model."""
+    texts = [normalize_for_match(b).replace(",", "") for b in blocks]
+    cited_texts = [texts[n - 1] for n in set(cited) if 1 <= n <= len(texts)]
+    asked = _numbers(normalize_for_match(question))
+    uncited = []
+    for number in sorted(_numbers(normalize_for_match(sentence)) - asked):
+        pattern = re.compile(rf"(?<![\d.]){re.escape(number)}(?![\d])")
+        stated = any(pattern.search(text) for text in texts)
+        if stated and not any(pattern.search(text) for text in cited_texts):
+            uncited.append(number)
+    return uncited

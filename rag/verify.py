@@ -9,7 +9,8 @@
    whose number occurs there only among unrelated words (the number is lifted from elsewhere).
 2. **Citations checked**: a sentence that cites nothing, or only blocks that do not support it,
    gets the block that supports it best, when that support reaches the floor (small models
-   often cite the wrong number; and every answer that is sent cites).
+   often cite the wrong number; and every answer that is sent cites). A sentence that then
+   states a number only an uncited block states is dropped: it stitched two blocks together.
 3. **Support** (rag.grounding): each remaining sentence's support by the blocks it cites.
 4. **What was asked** (rag.asked): a question asking for a default (or for the version that
    added something) is answered only from cited blocks that state a default (or a version
@@ -30,7 +31,12 @@ from rag.asked import unstated_kinds
 from rag.citations import MARKER_WITH_SPACE, AnswerSentence, split_answer
 from rag.grounding import Grounding, _remove_spans, assess, support_scores
 from rag.sentences import content_words
-from rag.specifics import blocks_with_numbers, missing_specifics, unbound_numbers
+from rag.specifics import (
+    blocks_with_numbers,
+    missing_specifics,
+    unbound_numbers,
+    uncited_numbers,
+)
 
 if TYPE_CHECKING:
     from rag.embeddings import Embedder
@@ -105,6 +111,21 @@ def drop_invented(text: str, sources: list[str], query: str = "") -> tuple[str, 
     if not invented:
         return text, []
     return _remove_spans(text, [(s.start, s.end) for s in invented]), [s.plain for s in invented]
+
+
+def drop_stitched(text: str, context: list[Hit], question: str) -> tuple[str, list[str]]:
+    """``text`` without the cited sentences that state a number only a block they do not
+    cite states (:func:`rag.specifics.uncited_numbers`; run after :func:`recite`, which
+    cites the block stating a sentence's numbers when one block states them all)."""
+    blocks = [hit.chunk.text for hit in context]
+    stitched = [
+        s
+        for s in split_answer(text)
+        if s.plain and s.numbers and uncited_numbers(s.plain, s.numbers, blocks, question)
+    ]
+    if not stitched:
+        return text, []
+    return _remove_spans(text, [(s.start, s.end) for s in stitched]), [s.plain for s in stitched]
 
 
 def _checked_citation(
@@ -185,10 +206,11 @@ def verify(
     is left."""
     stating, empty = drop_empty(text)
     kept, invented = drop_invented(stating, context_sources(context, question), query)
-    cited, added = recite(kept, context, embedder, cache, support_threshold)
+    recited, added = recite(kept, context, embedder, cache, support_threshold)
+    cited, stitched = drop_stitched(recited, context, question)
     grounding = assess(cited, context, embedder, support_threshold, cache)
     unstated = unstated_kinds(query or question, cited_blocks(cited, context))
-    return Verification(cited, grounding, invented, empty, added, unstated)
+    return Verification(cited, grounding, [*invented, *stitched], empty, added, unstated)
 
 
 def cited_hits(text: str, context: list[Hit]) -> list[Hit]:

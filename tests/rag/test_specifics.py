@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rag.specifics import missing_specifics, specifics, unbound_numbers
-from rag.verify import drop_empty, drop_invented, recite, states_nothing
+from rag.specifics import missing_specifics, specifics, unbound_numbers, uncited_numbers
+from rag.verify import drop_empty, drop_invented, drop_stitched, recite, states_nothing
 from tests.rag.answering_corpus import hits_for
 
 CONTEXT = [
@@ -209,3 +209,30 @@ def test_a_sentence_stating_a_number_cites_the_block_that_states_it(embedder) ->
     assert weak == "It is 2e-4 [2]."
     uncited, _ = recite("The learning rate used in LoRA is 2e-4.", hits, embedder, None, 0.5)
     assert uncited == "The learning rate used in LoRA is 2e-4 [2]."
+
+
+def test_a_sentence_stitching_numbers_from_two_blocks_is_dropped() -> None:
+    """By hand, "how much gpu memory do i need to qlora a 7b model" was answered "at least
+    10GB … on a single 48GB GPU using QLoRA [1]": 10GB is spaCy's GPU note (block 2), the
+    cited block is about a 65B model. No one block states both numbers, so the citation
+    check could not move the citation; the sentence is dropped."""
+    from rag.types import Chunk, Hit
+
+    texts = [
+        "This method allows you to finetune a 65B parameter model on a single 48GB GPU!",
+        "Transformer pipelines are designed to run on a GPU with at least 10GB of memory.",
+    ]
+    hits = [
+        Hit(Chunk(id=f"d#{i}", doc_id="d", text=t, metadata={}), 1.0, i, "hybrid")
+        for i, t in enumerate(texts, start=1)
+    ]
+    question = "how much gpu memory do i need to qlora a 7b model"
+    stitched = "You need at least 10GB of memory on a single 48GB GPU using QLoRA [1]."
+    assert uncited_numbers(stitched.replace(" [1]", ""), [1], texts, question) == ["10"]
+    kept, dropped = drop_stitched(stitched + " It runs on a single 48GB GPU [1].", hits, question)
+    assert kept == "It runs on a single 48GB GPU [1]." and dropped == [stitched[:-5] + "."]
+    # Citing both blocks, or numbers the question states, or numbers no block states: kept.
+    both = "You need 10GB [2] and a single 48GB GPU [1][2]."
+    assert drop_stitched(both, hits, question) == (both, [])
+    assert uncited_numbers("A 7B model on a 48GB GPU", [1], texts, question) == []
+    assert uncited_numbers("It needs 24GB on a 48GB GPU", [1], texts, question) == []
