@@ -51,7 +51,7 @@ GROUP_ANSWER_METRICS: tuple[str, ...] = (
 HEADLINE = "budget_any@3000"  # the fair comparison between chunkings
 # Settings that change what a retriever returns (part of the cache key).
 RETRIEVAL_SETTINGS: tuple[str, ...] = (
-    "collection", "chroma_url", "embedding_model", "chunk_tokens", "chunk_overlap",
+    "collection", "chroma_url", "hnsw_ef_search", "embedding_model", "chunk_tokens", "chunk_overlap",
     "hybrid_weights", "rrf_k", "hybrid_candidates", "source_boost", "rerank_candidates", "reranker_model",
     "mmr_lambda",
 )  # fmt: skip

@@ -74,7 +74,12 @@ def baseline_store(settings: Settings, embedder: Embedder | None = None) -> Chun
     from rag.embeddings import Embedder
 
     embedder = embedder or Embedder.from_settings(settings)
-    return ChunkStore(make_chroma_client(settings), baseline_collection_name(settings), embedder)
+    return ChunkStore(
+        make_chroma_client(settings),
+        baseline_collection_name(settings),
+        embedder,
+        ef_search=settings.hnsw_ef_search,
+    )
 
 
 def build_baseline(

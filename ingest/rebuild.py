@@ -70,6 +70,7 @@ def rebuild_index(
             settings.collection,
             Embedder.from_settings(settings),
             location=str(target),
+            ef_search=settings.hnsw_ef_search,
         )
         try:
             summary = run_ingest(

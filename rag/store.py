@@ -241,6 +241,16 @@ def release_embedded_client(path: Path) -> None:
             log.debug("stopping the Chroma system of %s failed", path, exc_info=True)
 
 
+def _set_ef_search(collection: Any, ef_search: int) -> None:
+    """Give an existing collection the configured HNSW ``ef_search`` (a collection keeps the
+    configuration it was created with). Chroma reads it when a process first queries the
+    collection, so it applies from the next process when this one has queried already."""
+    hnsw = (collection.configuration or {}).get("hnsw") or {}
+    if hnsw.get("ef_search") != ef_search:
+        log.info("setting HNSW ef_search of %s to %d", collection.name, ef_search)
+        collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
+
+
 class ChunkStore:
     """Chunks with their embeddings in one Chroma collection."""
 
@@ -254,20 +264,27 @@ class ChunkStore:
         *,
         location: str = "the Chroma store",
         server: bool = False,
+        ef_search: int | None = None,
     ) -> None:
-        """Open (or create) the collection and :meth:`check` that it can be read. Raises
-        :class:`StoreUnavailableError` when it cannot."""
+        """Open (or create) the collection, set its HNSW ``ef_search`` when given, and
+        :meth:`check` that it can be read. Raises :class:`StoreUnavailableError` when it
+        cannot."""
         self.client = client
         self.embedder = embedder
         self.collection_name = collection_name
         self.location = location  # named in error messages
         self.server = server
         try:
+            hnsw: dict[str, Any] = {"space": "cosine"}
+            if ef_search is not None:
+                hnsw["ef_search"] = ef_search
             raw = client.get_or_create_collection(
                 name=collection_name,
                 embedding_function=chroma_embedding_function(embedder),
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration={"hnsw": hnsw},
             )
+            if ef_search is not None:
+                _set_ef_search(raw, ef_search)  # before the first query loads the index
         except _store_failures() as exc:
             raise unavailable(location, exc, server=server) from exc
         self.collection = _GuardedCollection(raw, location, server)
@@ -282,6 +299,7 @@ class ChunkStore:
             embedder,
             location=store_location(settings),
             server=bool(settings.chroma_url),
+            ef_search=settings.hnsw_ef_search,
         )
 
     def close(self) -> None:

@@ -58,5 +58,10 @@ def baseline_retriever(ctx: RetrievalContext) -> BaselineRetriever:
     """The baseline retriever over ``ctx``'s Chroma client and embedder."""
     from rag.store import ChunkStore
 
-    store = ChunkStore(ctx.store.client, baseline_collection_name(ctx.settings), ctx.embedder)
+    store = ChunkStore(
+        ctx.store.client,
+        baseline_collection_name(ctx.settings),
+        ctx.embedder,
+        ef_search=ctx.settings.hnsw_ef_search,
+    )
     return BaselineRetriever(ctx.embedder, store)
