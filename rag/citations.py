@@ -97,6 +97,35 @@ def clean_markers(text: str, n_blocks: int) -> tuple[str, int]:
     return "".join(out), removed
 
 
+_MARKER_LINE = re.compile(r"^[ \t]*(?:\[\s*\d{1,4}(?:\s*,\s*\d{1,4})*\s*\][ \t]*)+\n?", re.M)
+
+
+def drop_repeated_marker_lines(text: str) -> str:
+    """``text`` without lines that hold only citation markers whose blocks the rest of the
+    answer cites already (the 1.5B model puts a lone "[1]" under its code block after citing
+    [1] in the sentence that introduced it). A marker line that is the only citation of its
+    block stays: it cites the code above it."""
+    code = _code_spans(text)
+    lines = [m for m in _MARKER_LINE.finditer(text) if not _inside(m.start(), code)]
+    if not lines:
+        return text
+    kept = text
+    for line in reversed(lines):
+        rest = kept[: line.start()] + kept[line.end() :]
+        rest_code = _code_spans(rest)
+        elsewhere = {
+            n
+            for m in MARKER.finditer(rest)
+            if not _inside(m.start(), rest_code)
+            for n in parse_numbers(m.group(1))
+        }
+        if set(parse_numbers(line.group(0))) <= elsewhere:
+            kept = rest
+    if kept == text:
+        return text
+    return re.sub(r"\n{3,}", "\n\n", kept).rstrip()
+
+
 def split_answer(text: str) -> list[AnswerSentence]:
     """Sentences of an answer, each owning the markers that follow it ("Claim. [1] Next."
     gives the "[1]" to "Claim."). Headings are not claims and are left out."""

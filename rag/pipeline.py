@@ -24,7 +24,7 @@ from rag.abstention import (
     decide_on_answer,
     decide_on_retrieval,
 )
-from rag.citations import build_citations, clean_markers
+from rag.citations import build_citations, clean_markers, drop_repeated_marker_lines
 from rag.coverage import CoverageSignal
 from rag.errors import EmptyIndexError, GenerationError, InvalidInputError, MlragError
 from rag.request import AskRequest, ValidRequest, check_question, validate
@@ -432,7 +432,7 @@ class RAG:
                     "support": grounding.support,
                 }
             return self._abstained(valid, retrieval, decision, generate_ms, **fields)
-        text = checked.text
+        text = drop_repeated_marker_lines(checked.text)
         if valid.strict and grounding.unsupported:
             text = grounding.strict_text
         answer = dataclasses.replace(

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from rag.citations import clean_markers, parse_numbers, postprocess, quoted_parts, split_answer
+from rag.citations import (
+    clean_markers,
+    drop_repeated_marker_lines,
+    parse_numbers,
+    postprocess,
+    quoted_parts,
+    split_answer,
+)
 from tests.rag.answering_corpus import hits_for
 
 
@@ -87,3 +94,18 @@ def test_answer_without_markers_has_no_citations(embedder) -> None:
 def test_all_markers_invalid_when_there_is_no_context(embedder) -> None:
     text, citations, removed = postprocess("Something [1].", [], embedder)
     assert text == "Something." and citations == [] and removed == 1
+
+
+def test_a_lone_marker_line_repeating_a_citation_is_dropped() -> None:
+    # By hand: the 1.5B model's Celery retry answer cited [1] in its sentences, then wrote its
+    # code block and a lone "[1]" line under it.
+    code = "```python\n@app.task(autoretry_for=(E,))\ndef f(x):\n    return x[1]\n```"
+    answer = f"Use `autoretry_for` [1]. For example: [1]\n{code}\n\n[1]"
+    assert (
+        drop_repeated_marker_lines(answer) == f"Use `autoretry_for` [1]. For example: [1]\n{code}"
+    )
+    # The only citation of its block stays (it cites the code), as do brackets inside code.
+    alone = f"Like this:\n{code}\n[2]"
+    assert drop_repeated_marker_lines(alone) == alone
+    assert drop_repeated_marker_lines("A [1].\n[1][2]") == "A [1].\n[1][2]"
+    assert drop_repeated_marker_lines("A [1][2].\n[2]\n") == "A [1][2]."
