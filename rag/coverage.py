@@ -204,15 +204,33 @@ def ordinary_words(embedder: Embedder) -> frozenset[str]:
     return cached
 
 
+# "-able"/"-ible" adjectives and their "-ity" nouns, which the tokenizer's vocabulary splits
+# into pieces: "reproducibility" -> "reproducible" -> "reproduc(e)", "usability" -> "us(e)".
+_ADJECTIVE_ENDINGS: tuple[tuple[str, str], ...] = (
+    ("ibility", "ible"), ("ability", "able"), ("ible", ""), ("able", ""),
+)  # fmt: skip
+
+
+def _adjective_stems(word: str) -> list[str]:
+    """The words ``word`` derives from by an "-able"/"-ible" ending (outermost first)."""
+    stems = []
+    for ending, replacement in _ADJECTIVE_ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 4:
+            word = word[: -len(ending)] + replacement
+            stems.append(word)
+    return stems
+
+
 def is_ordinary(word: str, vocabulary: frozenset[str]) -> bool:
     """Whether ``word`` is an ordinary word: in ``vocabulary``, or an inflection, negation
-    ("unimportant") or two-word compound ("chatbot") of words in it."""
+    ("unimportant"), "-able"/"-ible" derivation ("reproducibility") or two-word compound
+    ("chatbot") of words in it."""
 
     def known(w: str) -> bool:
         base = word_base(w)
         return w in vocabulary or base in vocabulary or base + "e" in vocabulary
 
-    if known(word):
+    if known(word) or any(known(stem) for stem in _adjective_stems(word)):
         return True
     for prefix in _NEGATIONS:
         if word.startswith(prefix) and len(word) - len(prefix) >= 4 and known(word[len(prefix) :]):

@@ -80,6 +80,16 @@ def test_ordinary_words_include_inflections_negations_and_compounds() -> None:
         assert not is_ordinary(word, VOCAB), word
 
 
+def test_able_and_ible_derivations_of_ordinary_words_are_ordinary() -> None:
+    # A follow-up "and how do i make it reproducible?" was condensed to "… ensure
+    # reproducibility …" and declined: the word was taken for a rare specific term.
+    vocabulary = VOCAB | {"reproduce", "train"}
+    for word in ("reproducibility", "reproducible", "trainable"):
+        assert is_ordinary(word, vocabulary), word
+    for word in ("separable", "quantization", "usability"):  # no ordinary word underneath
+        assert not is_ordinary(word, vocabulary), word
+
+
 def test_vocabulary_words_keeps_whole_words_of_any_tokenizer() -> None:
     pieces = ["[CLS]", "##ing", "dough", "▁bread", "Ġsour", "a", "über", "x2"]
     assert vocabulary_words(pieces) == {"dough", "bread", "sour"}
