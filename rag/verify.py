@@ -3,7 +3,9 @@
 0. **Empty sentences**: a sentence that states nothing the context could confirm is dropped:
    one with no content word (a bare "No [1]" to a question the corpus does not answer) or
    one cut off before what it states ("The default learning rate is [1]." — the model wrote
-   the citation where the value belongs).
+   the citation where the value belongs). So is an answer that is nothing but a "Yes"/"No"
+   restating the question ("Yes, XGBoost is better than Random Forest [1]."): it takes a side
+   that no check can confirm.
 1. **Specifics** (rag.specifics): a sentence that states a number, identifier or name found in
    neither the context the model saw nor the question is dropped — it is invented; so is one
    whose number occurs there only among unrelated words (the number is lifted from elsewhere).
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from rag.asked import unstated_kinds
 from rag.citations import MARKER_WITH_SPACE, AnswerSentence, split_answer
+from rag.coverage import word_base
 from rag.grounding import Grounding, _remove_spans, assess, support_scores
 from rag.sentences import content_words
 from rag.specifics import (
@@ -78,6 +81,35 @@ def states_nothing(sentence: str) -> bool:
         return True
     last = _LAST_WORD.search(_INLINE_CODE.sub(" code ", sentence))  # "such as `a`" is finished
     return last is not None and last.group(1).lower() in _DANGLING_ENDS
+
+
+_OPENING_REPLY = re.compile(r"\W*(yes|no)\b", re.I)
+_NEGATIONS = frozenset({"not", "cannot", "never"})  # "No, you cannot …" takes the same side
+
+
+def only_restates(sentence: str, question: str) -> bool:
+    """Whether ``sentence`` (markers removed) is a bare "Yes"/"No" followed by words of the
+    question alone, negated or not ("Yes, XGBoost is better than Random Forest [1]." to "is
+    xgboost better than random forest"): it takes a side, and its citation shows at best a
+    passage naming the same things."""
+    if not _OPENING_REPLY.match(sentence):
+        return False
+    asked = {word_base(w) for w in content_words(question)}
+    said = {
+        word_base(w)
+        for w in content_words(sentence) - _BARE_REPLIES
+        if w not in _NEGATIONS and not w.endswith("n't")
+    }
+    return said <= asked
+
+
+def drop_restating(text: str, question: str) -> tuple[str, list[str]]:
+    """``text`` emptied when every sentence of it :func:`only_restates` the question (an
+    answer with one more sentence keeps them all: that one says what the reply rests on)."""
+    sentences = [s for s in split_answer(text) if s.plain and not s.is_code]
+    if not sentences or not all(only_restates(s.plain, question) for s in sentences):
+        return text, []
+    return _remove_spans(text, [(s.start, s.end) for s in sentences]), [s.plain for s in sentences]
 
 
 def drop_empty(text: str) -> tuple[str, list[str]]:
@@ -204,13 +236,16 @@ def verify(
 ) -> Verification:
     """Drop empty and invented sentences, cite uncited ones, and score the support of what
     is left."""
-    stating, empty = drop_empty(text)
+    answered, empty = drop_empty(text)
+    stating, restating = drop_restating(answered, question)
     kept, invented = drop_invented(stating, context_sources(context, question), query)
     recited, added = recite(kept, context, embedder, cache, support_threshold)
     cited, stitched = drop_stitched(recited, context, question)
     grounding = assess(cited, context, embedder, support_threshold, cache)
     unstated = unstated_kinds(query or question, cited_blocks(cited, context))
-    return Verification(cited, grounding, [*invented, *stitched], empty, added, unstated)
+    return Verification(
+        cited, grounding, [*invented, *stitched], [*empty, *restating], added, unstated
+    )
 
 
 def cited_hits(text: str, context: list[Hit]) -> list[Hit]:

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from rag.specifics import missing_specifics, specifics, unbound_numbers, uncited_numbers
-from rag.verify import drop_empty, drop_invented, drop_stitched, recite, states_nothing
+from rag.verify import (
+    drop_empty,
+    drop_invented,
+    drop_restating,
+    drop_stitched,
+    only_restates,
+    recite,
+    states_nothing,
+)
 from tests.rag.answering_corpus import hits_for
 
 CONTEXT = [
@@ -236,3 +244,23 @@ def test_a_sentence_stitching_numbers_from_two_blocks_is_dropped() -> None:
     assert drop_stitched(both, hits, question) == (both, [])
     assert uncited_numbers("A 7B model on a 48GB GPU", [1], texts, question) == []
     assert uncited_numbers("It needs 24GB on a 48GB GPU", [1], texts, question) == []
+
+
+def test_a_yes_or_no_that_only_restates_the_question_is_no_answer() -> None:
+    # By hand: "is xgboost better than random forest" got "Yes, XGBoost is better than Random
+    # Forest [1]." citing a table row that lists both, and "can numpy arrays hold mixed
+    # types" got "Yes, … [2]" citing the line that says the elements share one data type.
+    question = "is xgboost better than random forest"
+    assert only_restates("Yes, XGBoost is better than Random Forest.", question)
+    mixed = "can numpy arrays hold mixed types"
+    assert only_restates("No, numpy arrays can't hold mixed types.", mixed)  # negated: a side
+    assert not only_restates("No, every element shares one data type.", mixed)
+    assert not only_restates("XGBoost is better than Random Forest.", question)  # no side taken
+    assert not only_restates("Yes, boosting corrects the errors of earlier trees.", question)
+    text, dropped = drop_restating("Yes, XGBoost is better than Random Forest [1].", question)
+    assert text.strip() == "" and dropped == ["Yes, XGBoost is better than Random Forest."]
+    # One more sentence says what the reply rests on: the answer stays whole.
+    both = "Yes, XGBoost is better than Random Forest [1]. Boosting corrects earlier errors [1]."
+    assert drop_restating(both, question) == (both, [])
+    # Choosing one of the options the question names is an answer, not a restatement.
+    assert drop_restating("PR-AUC [1].", "PR-AUC or ROC-AUC for fraud?") == ("PR-AUC [1].", [])
