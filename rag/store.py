@@ -244,11 +244,21 @@ def release_embedded_client(path: Path) -> None:
 def _set_ef_search(collection: Any, ef_search: int) -> None:
     """Give an existing collection the configured HNSW ``ef_search`` (a collection keeps the
     configuration it was created with). Chroma reads it when a process first queries the
-    collection, so it applies from the next process when this one has queried already."""
-    hnsw = (collection.configuration or {}).get("hnsw") or {}
-    if hnsw.get("ef_search") != ef_search:
-        log.info("setting HNSW ef_search of %s to %d", collection.name, ef_search)
-        collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
+    collection, so it applies from the next process when this one has queried already.
+    A store that cannot take the change (read-only files, an older server) is searched as it
+    is, with a warning: a search setting must not stop the service."""
+    try:
+        hnsw = (collection.configuration or {}).get("hnsw") or {}
+        if hnsw.get("ef_search") != ef_search:
+            log.info("setting HNSW ef_search of %s to %d", collection.name, ef_search)
+            collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
+    except Exception as exc:  # noqa: BLE001 - any failure leaves the collection's own value
+        log.warning(
+            "could not set HNSW ef_search of %s to %d (%s); searching with its stored value",
+            getattr(collection, "name", "the collection"),
+            ef_search,
+            exc,
+        )
 
 
 class ChunkStore:

@@ -54,3 +54,20 @@ def test_a_new_collection_is_created_with_the_configured_ef_search(tmp_path, emb
     assert _ef_search(store) == 321
     store.close()
     release_embedded_client(settings.chroma_dir)
+
+
+def test_a_store_that_cannot_take_the_setting_is_searched_as_it_is(caplog) -> None:
+    # A read-only data dir (or an older Chroma server) must not stop the service over a
+    # search setting: the collection keeps its own value and a warning says so.
+    from rag.store import _set_ef_search
+
+    class ReadOnly:
+        name = "mlrag"
+        configuration = {"hnsw": {"ef_search": 100}}
+
+        def modify(self, **_: object) -> None:
+            raise PermissionError("attempt to write a readonly database")
+
+    with caplog.at_level("WARNING", logger="rag.store"):
+        _set_ef_search(ReadOnly(), 1000)
+    assert "could not set HNSW ef_search of mlrag to 1000" in caplog.text
