@@ -5,7 +5,8 @@
    one cut off before what it states ("The default learning rate is [1]." — the model wrote
    the citation where the value belongs). So is an answer that is nothing but a "Yes"/"No"
    restating the question ("Yes, XGBoost is better than Random Forest [1]."): it takes a side
-   that no check can confirm.
+   that no check can confirm. And a sentence that leans on a dropped one ("This function
+   returns …" after the dropped sentence naming the function) goes with it.
 1. **Specifics** (rag.specifics): a sentence that states a number, identifier or name found in
    neither the context the model saw nor the question is dropped — it is invented; so is one
    whose number occurs there only among unrelated words (the number is lifted from elsewhere).
@@ -160,6 +161,30 @@ def drop_stitched(text: str, context: list[Hit], question: str) -> tuple[str, li
     return _remove_spans(text, [(s.start, s.end) for s in stitched]), [s.plain for s in stitched]
 
 
+# A sentence opening on one of these leans on the sentence before it ("This function returns
+# a dictionary …" after the sentence naming the function).
+_LEANS_BACK = re.compile(r"\W*(this|these|that|those|it|its|they|their|such)\b", re.I)
+
+
+def drop_orphans(original: str, text: str) -> tuple[str, list[str]]:
+    """``text`` without the sentences that lean on a sentence of ``original`` the checks
+    dropped: "To compute eigenvalues in NumPy, use `eigvals` [1]. This function returns a
+    dictionary of eigenvalues … [1]." lost its first sentence (invented: no passage names
+    `eigvals`), and the second, about SymPy's `eigenvals`, read as the answer."""
+    order = [s.plain for s in split_answer(original) if s.plain and not s.is_code]
+    current = [s for s in split_answer(text) if s.plain and not s.is_code]
+    gone = set(order) - {s.plain for s in current}
+    orphans = []
+    for sentence in current:  # in answer order, so a chain of them goes together
+        at = order.index(sentence.plain) if sentence.plain in order else 0
+        if at > 0 and order[at - 1] in gone and _LEANS_BACK.match(sentence.plain):
+            orphans.append(sentence)
+            gone.add(sentence.plain)
+    if not orphans:
+        return text, []
+    return _remove_spans(text, [(s.start, s.end) for s in orphans]), [s.plain for s in orphans]
+
+
 def _checked_citation(
     sentence: AnswerSentence,
     blocks: list[str],
@@ -240,11 +265,17 @@ def verify(
     stating, restating = drop_restating(answered, question)
     kept, invented = drop_invented(stating, context_sources(context, question), query)
     recited, added = recite(kept, context, embedder, cache, support_threshold)
-    cited, stitched = drop_stitched(recited, context, question)
+    stitched_out, stitched = drop_stitched(recited, context, question)
+    cited, orphaned = drop_orphans(text, stitched_out)
     grounding = assess(cited, context, embedder, support_threshold, cache)
     unstated = unstated_kinds(query or question, cited_blocks(cited, context))
     return Verification(
-        cited, grounding, [*invented, *stitched], [*empty, *restating], added, unstated
+        cited,
+        grounding,
+        [*invented, *stitched, *orphaned],
+        [*empty, *restating],
+        added,
+        unstated,
     )
 
 

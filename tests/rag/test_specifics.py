@@ -6,6 +6,7 @@ from rag.specifics import missing_specifics, specifics, unbound_numbers, uncited
 from rag.verify import (
     drop_empty,
     drop_invented,
+    drop_orphans,
     drop_restating,
     drop_stitched,
     only_restates,
@@ -264,3 +265,23 @@ def test_a_yes_or_no_that_only_restates_the_question_is_no_answer() -> None:
     assert drop_restating(both, question) == (both, [])
     # Choosing one of the options the question names is an answer, not a restatement.
     assert drop_restating("PR-AUC [1].", "PR-AUC or ROC-AUC for fraud?") == ("PR-AUC [1].", [])
+
+
+def test_a_sentence_leaning_on_a_dropped_one_goes_with_it() -> None:
+    # By hand: "how do i compute the eigenvalues of a matrix in numpy" lost its first sentence
+    # (invented: no passage names `eigvals`), and "This function returns a dictionary …",
+    # about SymPy's `eigenvals`, was left to read as the answer.
+    original = (
+        "In NumPy, use `eigvals` [1]. This function returns a dictionary of eigenvalues [1]. "
+        "It is fast [1]. SymPy's `eigenvals` gives multiplicities [2]."
+    )
+    left = (
+        "This function returns a dictionary of eigenvalues [1]. It is fast [1]. "
+        "SymPy's `eigenvals` gives multiplicities [2]."
+    )
+    kept, dropped = drop_orphans(original, left)
+    assert kept.strip() == "SymPy's `eigenvals` gives multiplicities [2]."
+    assert dropped == ["This function returns a dictionary of eigenvalues.", "It is fast."]
+    # Nothing dropped before them, or the answer's first sentence: they stay.
+    whole = "It is a library [1]. It is fast [1]."
+    assert drop_orphans(whole, whole) == (whole, [])
