@@ -164,15 +164,24 @@ def unbound_numbers(sentence: str, sources: Iterable[str], query: str = "") -> l
     return sorted(unbound)
 
 
+def _number_texts(blocks: Iterable[str]) -> list[str]:
+    """``blocks`` as numbers are matched in them: normalised, digit groupings removed."""
+    return [normalize_for_match(b).replace(",", "") for b in blocks]
+
+
+def _states(number: str, text: str) -> bool:
+    """Whether ``text`` (see :func:`_number_texts`) states ``number`` as a whole number."""
+    return re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", text) is not None
+
+
 def blocks_with_numbers(sentence: str, blocks: list[str]) -> set[int] | None:
     """The blocks (1-based) that state every number of ``sentence`` found in any block, or
     None when the sentence states no such number or no single block states them all. A
     citation for "the learning rate is 2e-4" belongs with the block that says 2e-4."""
-    texts = [normalize_for_match(b).replace(",", "") for b in blocks]
+    texts = _number_texts(blocks)
     found = []
     for number in _numbers(normalize_for_match(sentence)):
-        pattern = re.compile(rf"(?<![\d.]){re.escape(number)}(?![\d])")
-        holding = {n for n, text in enumerate(texts, start=1) if pattern.search(text)}
+        holding = {n for n, text in enumerate(texts, start=1) if _states(number, text)}
         if holding:
             found.append(holding)
     if not found:
@@ -188,13 +197,12 @@ def uncited_numbers(
     ``cited`` ones does, and that the question does not state. A sentence stitched from two
     blocks has them: "at least 10GB … on a single 48GB GPU using QLoRA [1]" took "10GB" from
     spaCy's GPU note and cited the QLoRA line, which is about a 65B model."""
-    texts = [normalize_for_match(b).replace(",", "") for b in blocks]
+    texts = _number_texts(blocks)
     cited_texts = [texts[n - 1] for n in set(cited) if 1 <= n <= len(texts)]
     asked = _numbers(normalize_for_match(question))
-    uncited = []
-    for number in sorted(_numbers(normalize_for_match(sentence)) - asked):
-        pattern = re.compile(rf"(?<![\d.]){re.escape(number)}(?![\d])")
-        stated = any(pattern.search(text) for text in texts)
-        if stated and not any(pattern.search(text) for text in cited_texts):
-            uncited.append(number)
-    return uncited
+    return [
+        number
+        for number in sorted(_numbers(normalize_for_match(sentence)) - asked)
+        if any(_states(number, t) for t in texts)
+        and not any(_states(number, t) for t in cited_texts)
+    ]

@@ -84,6 +84,13 @@ def states_nothing(sentence: str) -> bool:
     return last is not None and last.group(1).lower() in _DANGLING_ENDS
 
 
+def _without(text: str, dropped: list[AnswerSentence]) -> tuple[str, list[str]]:
+    """``text`` without the ``dropped`` sentences, and their texts (markers removed)."""
+    if not dropped:
+        return text, []
+    return _remove_spans(text, [(s.start, s.end) for s in dropped]), [s.plain for s in dropped]
+
+
 _OPENING_REPLY = re.compile(r"\W*(yes|no)\b", re.I)
 _NEGATIONS = frozenset({"not", "cannot", "never"})  # "No, you cannot …" takes the same side
 
@@ -110,15 +117,15 @@ def drop_restating(text: str, question: str) -> tuple[str, list[str]]:
     sentences = [s for s in split_answer(text) if s.plain and not s.is_code]
     if not sentences or not all(only_restates(s.plain, question) for s in sentences):
         return text, []
-    return _remove_spans(text, [(s.start, s.end) for s in sentences]), [s.plain for s in sentences]
+    return _without(text, sentences)
 
 
 def drop_empty(text: str) -> tuple[str, list[str]]:
     """``text`` without the sentences that state nothing (:func:`states_nothing`)."""
-    empty = [s for s in split_answer(text) if s.plain and not s.is_code and states_nothing(s.plain)]
-    if not empty:
-        return text, []
-    return _remove_spans(text, [(s.start, s.end) for s in empty]), [s.plain for s in empty]
+    return _without(
+        text,
+        [s for s in split_answer(text) if s.plain and not s.is_code and states_nothing(s.plain)],
+    )
 
 
 def context_sources(context: list[Hit], question: str) -> list[str]:
@@ -140,10 +147,9 @@ def invents(sentence: str, sources: list[str], query: str = "") -> bool:
 
 def drop_invented(text: str, sources: list[str], query: str = "") -> tuple[str, list[str]]:
     """``text`` without the sentences that invent specifics (:func:`invents`)."""
-    invented = [s for s in split_answer(text) if s.plain and invents(s.plain, sources, query)]
-    if not invented:
-        return text, []
-    return _remove_spans(text, [(s.start, s.end) for s in invented]), [s.plain for s in invented]
+    return _without(
+        text, [s for s in split_answer(text) if s.plain and invents(s.plain, sources, query)]
+    )
 
 
 def drop_stitched(text: str, context: list[Hit], question: str) -> tuple[str, list[str]]:
@@ -151,14 +157,14 @@ def drop_stitched(text: str, context: list[Hit], question: str) -> tuple[str, li
     cite states (:func:`rag.specifics.uncited_numbers`; run after :func:`recite`, which
     cites the block stating a sentence's numbers when one block states them all)."""
     blocks = [hit.chunk.text for hit in context]
-    stitched = [
-        s
-        for s in split_answer(text)
-        if s.plain and s.numbers and uncited_numbers(s.plain, s.numbers, blocks, question)
-    ]
-    if not stitched:
-        return text, []
-    return _remove_spans(text, [(s.start, s.end) for s in stitched]), [s.plain for s in stitched]
+    return _without(
+        text,
+        [
+            s
+            for s in split_answer(text)
+            if s.plain and s.numbers and uncited_numbers(s.plain, s.numbers, blocks, question)
+        ],
+    )
 
 
 # A sentence opening on one of these leans on the sentence before it ("This function returns
@@ -180,9 +186,7 @@ def drop_orphans(original: str, text: str) -> tuple[str, list[str]]:
         if at > 0 and order[at - 1] in gone and _LEANS_BACK.match(sentence.plain):
             orphans.append(sentence)
             gone.add(sentence.plain)
-    if not orphans:
-        return text, []
-    return _remove_spans(text, [(s.start, s.end) for s in orphans]), [s.plain for s in orphans]
+    return _without(text, orphans)
 
 
 def _checked_citation(

@@ -640,3 +640,24 @@ def test_typed_shorthand_is_spelled_out_before_search_and_answer(
     assert seen == ["what is the difference between precision and recall"]
     assert answer.query == seen[0]
     assert answer.question == "whats the diff between precision n recall pls"
+
+
+def test_the_answer_checks_added_by_hand_are_part_of_every_answer(
+    rag_pipeline: RAG, monkeypatch
+) -> None:
+    # rag.verify's yes/no restatement and leaning-sentence checks, and the lone marker line
+    # (rag.citations), run on the answer a user gets, not only in their unit tests.
+    question = "Is PR-AUC better than ROC-AUC for imbalanced fraud detection?"
+    _use(rag_pipeline, ScriptedGenerator("Yes, PR-AUC is better than ROC-AUC [1]."), monkeypatch)
+    assert rag_pipeline.ask(question).abstained
+
+    invented = (
+        "Use `sklearn.metrics.fraud_auc_score` [1]. It focuses on the rare positive class [1]."
+    )
+    _use(rag_pipeline, ScriptedGenerator(invented), monkeypatch)
+    assert rag_pipeline.ask(FRAUD).abstained  # the second sentence leaned on the invented one
+
+    fenced = "PR-AUC focuses on the rare positive class [1].\n```\nPR-AUC\n```\n\n[1]"
+    _use(rag_pipeline, ScriptedGenerator(fenced), monkeypatch)
+    answer = rag_pipeline.ask(FRAUD)
+    assert not answer.abstained and answer.text.endswith("```")
