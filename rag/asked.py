@@ -30,6 +30,8 @@ class AskedKind:
     name: str
     asks: re.Pattern[str]
     states: re.Pattern[str]
+    # How an answer sentence claims this kind of fact (None: not checked in answers).
+    claims: re.Pattern[str] | None = None
 
 
 ASKED_KINDS: tuple[AskedKind, ...] = (
@@ -39,6 +41,7 @@ ASKED_KINDS: tuple[AskedKind, ...] = (
         # "by default", "defaults to", "the default …", "(default)"; or a signature or
         # constructor written with a default value: def f(x, patience=10)
         re.compile(r"\bdefault|\bdef\s+\w+\s*\([^)]*\w\s*=", re.I),
+        re.compile(r"\bby default\b|\bdefaults?\s+(to|is|are)\b|\bdefault value\b", re.I),
     ),
     AskedKind(
         "version added",
@@ -73,4 +76,18 @@ def unstated_kinds(question: str, cited_passages: Sequence[str]) -> list[str]:
         kind.name
         for kind in asked_kinds(question)
         if not any(kind.states.search(passage) for passage in cited_passages)
+    ]
+
+
+def unbacked_claims(sentence: str, cited_passages: Sequence[str]) -> list[str]:
+    """The names of the kinds of fact ``sentence`` claims ("shuffles the data by default")
+    that none of ``cited_passages`` states: the 1.5B model answered "pytorch dataloader
+    shuffle how" with "The DataLoader shuffles the data by default [1]", citing a line that
+    says nothing of a default (and the default is not to shuffle)."""
+    return [
+        kind.name
+        for kind in ASKED_KINDS
+        if kind.claims is not None
+        and kind.claims.search(sentence)
+        and not any(kind.states.search(passage) for passage in cited_passages)
     ]

@@ -13,7 +13,8 @@
 2. **Citations checked**: a sentence that cites nothing, or only blocks that do not support it,
    gets the block that supports it best, when that support reaches the floor (small models
    often cite the wrong number; and every answer that is sent cites). A sentence that then
-   states a number only an uncited block states is dropped: it stitched two blocks together.
+   states a number only an uncited block states is dropped: it stitched two blocks together;
+   so is one claiming a default ("… by default [1]") that no block it cites states.
 3. **Support** (rag.grounding): each remaining sentence's support by the blocks it cites.
 4. **What was asked** (rag.asked): a question asking for a default (or for the version that
    added something) is answered only from cited blocks that state a default (or a version
@@ -30,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rag.asked import unstated_kinds
+from rag.asked import unbacked_claims, unstated_kinds
 from rag.citations import MARKER_WITH_SPACE, AnswerSentence, split_answer
 from rag.coverage import word_base
 from rag.grounding import Grounding, _remove_spans, assess, support_scores
@@ -167,6 +168,19 @@ def drop_stitched(text: str, context: list[Hit], question: str) -> tuple[str, li
     )
 
 
+def drop_unbacked_defaults(text: str, context: list[Hit]) -> tuple[str, list[str]]:
+    """``text`` without the cited sentences that claim a default ("… by default [1]") which
+    none of the blocks they cite states (:func:`rag.asked.unbacked_claims`)."""
+    return _without(
+        text,
+        [
+            s
+            for s in split_answer(text)
+            if s.plain and s.numbers and unbacked_claims(s.plain, cited_blocks(s.text, context))
+        ],
+    )
+
+
 # A sentence opening on one of these leans on the sentence before it ("This function returns
 # a dictionary …" after the sentence naming the function).
 _LEANS_BACK = re.compile(r"\W*(this|these|that|those|it|its|they|their|such)\b", re.I)
@@ -270,13 +284,14 @@ def verify(
     kept, invented = drop_invented(stating, context_sources(context, question), query)
     recited, added = recite(kept, context, embedder, cache, support_threshold)
     stitched_out, stitched = drop_stitched(recited, context, question)
-    cited, orphaned = drop_orphans(text, stitched_out)
+    backed, unbacked = drop_unbacked_defaults(stitched_out, context)
+    cited, orphaned = drop_orphans(text, backed)
     grounding = assess(cited, context, embedder, support_threshold, cache)
     unstated = unstated_kinds(query or question, cited_blocks(cited, context))
     return Verification(
         cited,
         grounding,
-        [*invented, *stitched, *orphaned],
+        [*invented, *stitched, *unbacked, *orphaned],
         [*empty, *restating],
         added,
         unstated,

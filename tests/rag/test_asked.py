@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.asked import asked_kinds, unstated_kinds
+from rag.asked import asked_kinds, unbacked_claims, unstated_kinds
 
 EXAMPLE = "batch_size = 64\ntrain_dataloader = DataLoader(training_data, batch_size=batch_size)"
 
@@ -49,3 +49,13 @@ def test_the_version_that_added_something_must_be_stated() -> None:
 def test_questions_asking_for_nothing_special_and_uncited_answers_pass() -> None:
     assert unstated_kinds("what batch size does the quickstart use?", [EXAMPLE]) == []
     assert unstated_kinds("what's the default batch size?", []) == []  # other checks decide
+
+
+def test_an_answer_claiming_a_default_needs_a_cited_passage_stating_one() -> None:
+    # By hand: "pytorch dataloader shuffle how" -> "The DataLoader shuffles the data by default
+    # [1]", citing "Read more about loading data in PyTorch." (the default is not to shuffle).
+    claim = "The DataLoader shuffles the data by default."
+    assert unbacked_claims(claim, ["Read more about loading data in PyTorch."]) == ["default"]
+    assert unbacked_claims(claim, ["shuffle (bool, optional) – … (default: False)."]) == []
+    assert unbacked_claims("The DataLoader can shuffle the data.", ["Read more."]) == []
+    assert unbacked_claims(claim, []) == ["default"]  # cited nothing: nothing backs it

@@ -657,6 +657,10 @@ def test_the_answer_checks_added_by_hand_are_part_of_every_answer(
     _use(rag_pipeline, ScriptedGenerator(invented), monkeypatch)
     assert rag_pipeline.ask(FRAUD).abstained  # the second sentence leaned on the invented one
 
+    unbacked = "PR-AUC is the metric for fraud by default [1]."  # the block states no default
+    _use(rag_pipeline, ScriptedGenerator(unbacked), monkeypatch)
+    assert rag_pipeline.ask(FRAUD).abstained
+
     fenced = "PR-AUC focuses on the rare positive class [1].\n```\nPR-AUC\n```\n\n[1]"
     _use(rag_pipeline, ScriptedGenerator(fenced), monkeypatch)
     answer = rag_pipeline.ask(FRAUD)
