@@ -9,7 +9,8 @@ Two signals tell whether the pipeline answers or says "not covered":
    of YOLOv8") from answerable questions: the context is about learning rates either way.
 2. **Specific-term coverage.** A near-miss names something the corpus does not contain. So a
    question term that is *specific* — written as a name (``DeepSpeed``, ``AWS``, ``YOLOv8``,
-   ``XL``) or not an ordinary English word (``dask``, ``lightgbm``) — *and* rare in the corpus
+   ``XL``), a word the corpus writes as a name however it is typed (``claude``), or not an
+   ordinary English word (``dask``, ``lightgbm``) — *and* rare in the corpus
    (in at most ``max_df`` chunks, counting its inflections) must occur in the retrieved
    context; when it does not, the context answers a different question. Ordinary words are
    left out because users paraphrase ("junk mail" for spam): a missing ordinary word says
@@ -24,6 +25,7 @@ split (``mlrag eval calibrate``).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -131,32 +133,61 @@ class CorpusTerms:
 
     base_df: Mapping[str, int]
     n_docs: int
+    names: frozenset[str] = frozenset()
 
     @classmethod
-    def from_document_frequencies(cls, df: Mapping[str, int], n_docs: int) -> CorpusTerms:
+    def from_document_frequencies(
+        cls, df: Mapping[str, int], n_docs: int, names: frozenset[str] = frozenset()
+    ) -> CorpusTerms:
         """From per-token document frequencies; identifier tokens (``np.linalg``) are skipped,
-        since their parts are counted on their own."""
+        since their parts are counted on their own. ``names``: see :func:`corpus_names`."""
         base_df: dict[str, int] = {}
         for token, count in df.items():
             if _PART.fullmatch(token):
                 base = word_base(token)
                 base_df[base] = base_df.get(base, 0) + int(count)
-        return cls(base_df, n_docs)
+        return cls(base_df, n_docs, names)
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> CorpusTerms:
         """Counted from the texts themselves (small stores, tests)."""
         df: dict[str, int] = {}
         n = 0
+        kept = []
         for text in texts:
             n += 1
+            kept.append(text)
             for word in text_words(text):
                 df[word] = df.get(word, 0) + 1
-        return cls.from_document_frequencies(df, n)
+        return cls.from_document_frequencies(df, n, corpus_names(kept))
 
     def df(self, word: str) -> int:
         """Chunks containing ``word`` or an inflection of it (summed over the forms)."""
         return self.base_df.get(word_base(word), 0)
+
+
+# A capitalised word after a comma or a lower-case word ("GPT-4, Claude", "use Celery"), not
+# at a sentence start or inside a title-case heading; and a lower-case word on its own, not a
+# piece of an identifier or a path ("claude-3-5-sonnet", "celery.beat", "import pandas" counts).
+_CAPITALISED_INSIDE = re.compile(r"(?:[,;]|\b[a-z][a-z0-9_]*) ([A-Z][a-z]{2,})\b")
+_LOWER_ALONE = re.compile(r"(?<![\w\-./'\"])[a-z]{3,}(?![\w\-./'\"(])")
+MAX_LOWER_SHARE = 0.1  # of a name's uses: a few slips of case still leave it a name
+
+
+def corpus_names(texts: Iterable[str]) -> frozenset[str]:
+    """The words the corpus writes as names (lower-cased): capitalised inside sentences, and
+    written in lower case on their own in at most ``MAX_LOWER_SHARE`` of as many places
+    ("Claude", "Kubeflow", "Gemini"; not "Celery", which is also the ``celery`` command). A
+    user who types "claude" means the name, though the tokenizer knows it as a first name."""
+    capitalised: dict[str, int] = {}
+    lower: dict[str, int] = {}
+    for text in texts:
+        for match in _CAPITALISED_INSIDE.finditer(text):
+            word = match.group(1).lower()
+            capitalised[word] = capitalised.get(word, 0) + 1
+        for word in _LOWER_ALONE.findall(text):
+            lower[word] = lower.get(word, 0) + 1
+    return frozenset(w for w, n in capitalised.items() if lower.get(w, 0) <= MAX_LOWER_SHARE * n)
 
 
 _corpus_cache: dict[int, tuple[str, CorpusTerms]] = {}
@@ -173,7 +204,8 @@ def corpus_terms(index: LexicalIndex) -> CorpusTerms:
     if cached is not None and cached[0] == version:
         return cached[1]
     df, n_docs = index.document_frequencies()
-    terms = CorpusTerms.from_document_frequencies(df, n_docs)
+    names = corpus_names(chunk.text for chunk in index.chunks())
+    terms = CorpusTerms.from_document_frequencies(df, n_docs, names)
     with _cache_lock:
         _corpus_cache[id(index)] = (version, terms)
     return terms
@@ -275,6 +307,8 @@ def uncovered_specific_terms(
     words, joined, bases = _hit_words(hits)
     uncovered = []
     for term in question_terms(question):
+        if not term.name_like and term.word in corpus.names:
+            term = dataclasses.replace(term, name_like=True)  # "claude" typed for Claude
         if _names(term, words, joined, bases):
             continue
         if any(long in words for long in ABBREVIATIONS.get(term.word, ())):

@@ -216,6 +216,11 @@ class LexicalIndex:
         }
         return df, int(bm25.scores["num_docs"])
 
+    def chunks(self) -> list[Chunk]:
+        """The indexed chunks."""
+        with self._lock:
+            return list(self._chunks)
+
     def chunks_by_id(self, ids: Iterable[str]) -> dict[str, Chunk]:
         """The indexed chunks among ``ids`` (ids not in the index are left out)."""
         by_id = self._by_id

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -420,7 +420,7 @@ class RAG:
             # The question as asked: the heuristic condenser appends words of earlier turns
             # ("… StandardScaler KNNImputer"), which the cited block need not name.
             missing_terms=self.cited_missing_terms(
-                spell_out(valid.question), checked.text, context
+                spell_out(valid.question), checked.text, context, retrieval.hits
             ),
         )
         if decision.abstain:
@@ -452,11 +452,16 @@ class RAG:
         )
         return self._timed(answer, retrieval, decision, generate_ms)
 
-    def cited_missing_terms(self, question: str, text: str, context: list[Hit]) -> tuple[str, ...]:
+    def cited_missing_terms(
+        self, question: str, text: str, context: list[Hit], hits: Sequence[Hit] = ()
+    ) -> tuple[str, ...]:
         """The specific terms of ``question`` found in at most ``answer_term_max_df`` corpus
-        chunks that the context names but none of the blocks ``text`` cites contains
-        (rag.coverage's rule, applied to the cited blocks; typos and shorthand are left to the
-        retrieval rule; () when the check is off or nothing is cited)."""
+        chunks that the context or the retrieved ``hits`` name but none of the blocks ``text``
+        cites contains (rag.coverage's rule, applied to the cited blocks; typos and shorthand
+        are left to the retrieval rule; () when the check is off or nothing is cited). The
+        hits count because the context is cut from them: "claude" named in a retrieved chunk
+        the cut left out is still the thing asked about, and a block without it does not
+        answer."""
         max_df = self.settings.answer_term_max_df
         if max_df < 0:
             return ()
@@ -469,7 +474,7 @@ class RAG:
 
         corpus = corpus_terms(self._context().lexical_index())
         vocabulary = ordinary_words(self.embedder)
-        uncovered = uncovered_in_cited(question, cited, context, corpus, vocabulary)
+        uncovered = uncovered_in_cited(question, cited, [*context, *hits], corpus, vocabulary)
         return tuple(word for word, df in uncovered if df <= max_df)
 
     # --- the answer cache --------------------------------------------------------------------

@@ -12,6 +12,7 @@ from rag.abstention import ABSTAIN_TEXT, AbstentionRule
 from rag.coverage import (
     CorpusTerms,
     CoverageSignal,
+    corpus_names,
     corpus_terms,
     is_ordinary,
     question_terms,
@@ -102,6 +103,32 @@ def test_corpus_counts_chunks_per_word_family() -> None:
     assert corpus.df("dask") == 0
 
 
+def test_corpus_names_are_words_the_corpus_writes_capitalised_inside_sentences() -> None:
+    texts = [
+        "2023: GPT-4, Claude, Gemini. We call Claude through anthropic.",
+        'model="claude-3-5-sonnet"',  # a piece of an identifier is not the word in lower case
+        "Start a worker with Celery. Then run celery worker -A app; celery beats cron.",
+        "Fine Grained Control over ranks.",  # a title-case heading names nothing
+        "Dropout helps. Use dropout.",  # capitalised only at a sentence start
+    ]
+    names = corpus_names(texts)
+    assert "claude" in names and "gemini" in names
+    assert "celery" not in names  # also the lower-case command
+    assert "grained" not in names and "control" not in names and "dropout" not in names
+    assert "claude" in CorpusTerms.from_texts(texts).names
+
+
+def test_a_corpus_name_typed_in_lower_case_is_a_specific_term() -> None:
+    # "claude" is an ordinary word to the tokenizer (a first name); the corpus writes it as a name.
+    vocab = VOCAB | {"claude", "max", "context", "length"}
+    hits = _hits("max_length = 25 sets the context length of the tokenizer.")
+    question = "whats the max context length of claude"
+    plain = CorpusTerms.from_texts(["x"])
+    assert uncovered_specific_terms(question, hits, plain, vocab) == []
+    named = CorpusTerms.from_texts(["x", "GPT-4, Claude, Gemini"])
+    assert uncovered_specific_terms(question, hits, named, vocab) == [("claude", 1)]
+
+
 # --- coverage -----------------------------------------------------------------------------------
 def test_an_off_vocabulary_term_missing_from_the_context_is_reported() -> None:
     corpus = CorpusTerms.from_texts(["LoRA training script with a learning rate schedule."] * 3)
@@ -156,6 +183,7 @@ def test_corpus_terms_come_from_the_bm25_index(rag_pipeline: RAG) -> None:
     assert terms.n_docs == expected.n_docs == 7
     for word in ("dropout", "lora", "gradients", "imbalanced", "deepspeed"):
         assert terms.df(word) == expected.df(word), word
+    assert terms.names == corpus_names(c.text for c in corpus_chunks())
     assert corpus_terms(index) is terms  # computed once per corpus version
 
 

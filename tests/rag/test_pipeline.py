@@ -16,7 +16,13 @@ from rag.generation.registry import GENERATOR_NAMES, build_generator, resolve_ge
 from rag.pipeline import RAG
 from rag.store import ChunkStore
 from rag.types import Answer, AnswerEvent, Hit, StreamEvent, TokenEvent, Turn
-from tests.rag.answering_corpus import answering_settings, build_store, make_answer_store, make_rag
+from tests.rag.answering_corpus import (
+    answering_settings,
+    build_store,
+    corpus_chunks,
+    make_answer_store,
+    make_rag,
+)
 
 FRAUD = "Which metric should I use for imbalanced fraud detection, PR-AUC or ROC-AUC?"
 
@@ -288,6 +294,19 @@ def test_cited_blocks_must_name_the_rare_terms_of_the_question(
     )
     on_topic = rag_pipeline.ask("What does the rank r control in LoRA?", retriever="dense")
     assert not on_topic.abstained and on_topic.citations[0].section == "LoRA"
+
+
+def test_a_rare_term_named_by_a_retrieved_chunk_the_context_cut_left_out_counts(
+    rag_pipeline: RAG,
+) -> None:
+    # The context is cut from the retrieved chunks: "claude" named only in a chunk the cut
+    # left out is still what was asked about, and a cited block without it does not answer.
+    chunks = {c.section: c for c in corpus_chunks()}
+    dropout = Hit(chunks["Dropout"], 1.0, 1, "dense")
+    lora = Hit(chunks["LoRA"], 0.9, 2, "dense")
+    question, text = "Does LoRA stop neurons from co-adapting?", "Dropout does that [1]."
+    assert rag_pipeline.cited_missing_terms(question, text, [dropout]) == ()
+    assert rag_pipeline.cited_missing_terms(question, text, [dropout], [dropout, lora]) == ("lora",)
 
 
 def test_history_words_a_condenser_adds_are_not_terms_the_cited_block_must_name(
