@@ -13,7 +13,8 @@
 2. **Citations checked**: a sentence that cites nothing, or only blocks that do not support it,
    gets the block that supports it best, when that support reaches the floor (small models
    often cite the wrong number; and every answer that is sent cites). A sentence that then
-   states a number only an uncited block states is dropped: it stitched two blocks together;
+   still cites nothing is dropped: no block supports it, so no reader can check it. A sentence
+   that states a number only an uncited block states is dropped: it stitched two blocks together;
    so is one claiming a default ("… by default [1]") that no block it cites states.
 3. **Support** (rag.grounding): each remaining sentence's support by the blocks it cites.
 4. **What was asked** (rag.asked): a question asking for a default (or for the version that
@@ -186,6 +187,17 @@ def drop_unbacked_defaults(text: str, context: list[Hit]) -> tuple[str, list[str
 _LEANS_BACK = re.compile(r"\W*(this|these|that|those|it|its|they|their|such)\b", re.I)
 
 
+def drop_uncited(text: str) -> tuple[str, list[str]]:
+    """``text`` without the sentences that still cite nothing once :func:`recite` has looked
+    for a block supporting them: no block supports them, so nothing a reader could follow
+    backs them ("They are used to filter out edges that are too weak or too strong." beside a
+    cited sentence on cv.Canny)."""
+    return _without(
+        text,
+        [s for s in split_answer(text) if s.plain and not s.is_code and not s.numbers],
+    )
+
+
 def drop_orphans(original: str, text: str) -> tuple[str, list[str]]:
     """``text`` without the sentences that lean on a sentence of ``original`` the checks
     dropped: "To compute eigenvalues in NumPy, use `eigvals` [1]. This function returns a
@@ -283,7 +295,8 @@ def verify(
     stating, restating = drop_restating(answered, question)
     kept, invented = drop_invented(stating, context_sources(context, question), query)
     recited, added = recite(kept, context, embedder, cache, support_threshold)
-    stitched_out, stitched = drop_stitched(recited, context, question)
+    backed_up, uncited = drop_uncited(recited)
+    stitched_out, stitched = drop_stitched(backed_up, context, question)
     backed, unbacked = drop_unbacked_defaults(stitched_out, context)
     cited, orphaned = drop_orphans(text, backed)
     grounding = assess(cited, context, embedder, support_threshold, cache)
@@ -291,7 +304,7 @@ def verify(
     return Verification(
         cited,
         grounding,
-        [*invented, *stitched, *unbacked, *orphaned],
+        [*invented, *uncited, *stitched, *unbacked, *orphaned],
         [*empty, *restating],
         added,
         unstated,

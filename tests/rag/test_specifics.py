@@ -9,9 +9,11 @@ from rag.verify import (
     drop_orphans,
     drop_restating,
     drop_stitched,
+    drop_uncited,
     only_restates,
     recite,
     states_nothing,
+    verify,
 )
 from tests.rag.answering_corpus import hits_for
 
@@ -285,3 +287,22 @@ def test_a_sentence_leaning_on_a_dropped_one_goes_with_it() -> None:
     # Nothing dropped before them, or the answer's first sentence: they stay.
     whole = "It is a library [1]. It is fast [1]."
     assert drop_orphans(whole, whole) == (whole, [])
+
+
+def test_a_sentence_no_block_supports_is_dropped(embedder) -> None:
+    # By hand and on dev: cv.Canny's thresholds "are used to filter out edges that are too
+    # weak or too strong, respectively" (wrong) beside a cited sentence: no block supports it,
+    # so the citation check left it citing nothing.
+    text = "PR-AUC is the better metric [2]. It is used by every bank in Europe.\n```python\nx = 1\n```"
+    kept, dropped = drop_uncited(text)
+    assert dropped == ["It is used by every bank in Europe."]
+    assert kept.startswith("PR-AUC is the better metric [2].") and "x = 1" in kept  # code stays
+    hits = hits_for("Regularization", "Evaluation Metrics")
+    answer = (
+        "PR-AUC is the better metric for imbalanced fraud detection. "
+        "Banks were the first to adopt it for their ledgers."
+    )
+    checked = verify(answer, hits, "PR-AUC or ROC-AUC for fraud?", embedder, 0.5)
+    # The first sentence is given the block that supports it; the second has none and goes.
+    assert checked.text.strip() == "PR-AUC is the better metric for imbalanced fraud detection [2]."
+    assert checked.invented == ["Banks were the first to adopt it for their ledgers."]
