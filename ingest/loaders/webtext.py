@@ -358,7 +358,8 @@ def reflow_code(line: str) -> str:
     while i < n:
         code_end = _code_segment_end(line, i)
         code = line[i:code_end]
-        out.extend(_split_statements(code))
+        for statement in _split_statements(code):
+            out.extend(_unglue_import(statement, known))
         if code_end >= n:
             break
         comment_end = _comment_end(line, code_end, known)
@@ -369,6 +370,27 @@ def reflow_code(line: str) -> str:
             out.append(comment)
         i = comment_end
     return "\n".join(s.rstrip() for s in out if s.strip())
+
+
+_IMPORT_THEN_ASSIGN = re.compile(r"((?:from\s+[\w.]+\s+)?import\s[^=#]*?)(\w+)(\s*=(?!=).*)")
+
+
+def _unglue_import(statement: str, known: set[str]) -> list[str]:
+    """An import whose last name ran into the next statement's assignment
+    (``from sklearn.model_selection import train_test_splitdf = pd.read_csv(…)``: an import
+    has no ``=``) split where the glued word is two names the code uses (``train_test_split``
+    and ``df``), or else where its end is one; otherwise the statement as it is."""
+    match = _IMPORT_THEN_ASSIGN.fullmatch(statement)
+    if match is None:
+        return [statement]
+    head, word, rest = match.groups()
+    cuts = range(len(word) - 1, 0, -1)  # the shortest assigned name first
+    # Both halves names the code uses; else the assigned one (``npapp``: ``np`` is imported
+    # and never used again, ``app`` is used).
+    for cut in [*(c for c in cuts if word[:c] in known), *cuts]:
+        if word[cut:] in known:
+            return [f"{head}{word[:cut]}", f"{word[cut:]}{rest}"]
+    return [statement]
 
 
 def _is_inline_comment(line: str, start: int, at: int, comment: str, out: list[str]) -> bool:

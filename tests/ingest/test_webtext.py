@@ -210,6 +210,20 @@ def test_generic_small_page() -> None:
             "for i in range(3): print(i)",
             "for i in range(3):\nprint(i)",
         ),
+        (  # an import's last name glued to the assignment after it (the user's page)
+            "from sklearn.model_selection import train_test_splitdf = pd.read_csv('d.csv')"
+            "X_tr, X_te = train_test_split(df)",
+            "from sklearn.model_selection import train_test_split\ndf = pd.read_csv('d.csv')\n"
+            "X_tr, X_te = train_test_split(df)",
+        ),
+        (
+            "import numpy as npapp = FastAPI()@app.get('/')",  # np is never used: app decides
+            "import numpy as np\napp = FastAPI()\n@app.get('/')",
+        ),
+        (  # a glued word that is not two names the code uses stays as it is
+            "import numpy as npzz = 1",
+            "import numpy as npzz = 1",
+        ),
     ],
 )
 def test_reflow_code(flat: str, expected: str) -> None:
