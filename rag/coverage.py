@@ -368,7 +368,7 @@ def uncovered_in_cited(
 _LETTERS_THEN_DIGITS = re.compile(r"([a-z]{3,})\d+")
 
 
-def _one_edit_apart(a: str, b: str) -> bool:
+def one_edit_apart(a: str, b: str) -> bool:
     """Whether ``a`` becomes ``b`` by one insertion, deletion, substitution or swap of two
     neighbouring letters."""
     if a == b or abs(len(a) - len(b)) > 1:
@@ -406,7 +406,7 @@ def _is_typo_of_any(word: str, words: set[str]) -> bool:
     """Whether ``word`` (long enough not to be a different short word) is one edit away from
     a word of the context."""
     return len(word) >= MIN_TYPO_LENGTH and any(
-        abs(len(w) - len(word)) <= 1 and _one_edit_apart(word, w) for w in words
+        abs(len(w) - len(word)) <= 1 and one_edit_apart(word, w) for w in words
     )
 
 

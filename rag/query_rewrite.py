@@ -12,6 +12,8 @@ import logging
 import re
 from collections.abc import Callable
 
+from rag.coverage import one_edit_apart, word_base
+from rag.shorthand import ABBREVIATIONS, DROPPED, FILLER_WORDS, spell_out
 from rag.types import Turn
 
 log = logging.getLogger(__name__)
@@ -119,15 +121,16 @@ def _first_sentence(text: str) -> str:
     return f"{first} {rest}".strip()
 
 
-def condense_query(question: str, history: list[Turn]) -> str:
+def condense_query(question: str, history: list[Turn], always: bool = False) -> str:
     """A standalone search query for ``question`` given the earlier turns of ``history``.
 
-    Unchanged when there is no history or the question stands on its own; otherwise the
+    Unchanged when there is no history or the question stands on its own (unless
+    ``always``: a model judged it a follow-up); otherwise the
     question followed by the salient terms of the last user turn (and of the one before when
     that turn was itself a follow-up) and up to three name-like terms (identifiers, capitalised
     words) of the first sentence of the last assistant answer.
     """
-    if not history or not needs_context(question):
+    if not history or not (always or needs_context(question)):
         return question
     present = {t.lower() for t in _TERM.findall(question)}
     extra: list[str] = []
@@ -194,10 +197,50 @@ def clean_rewrite(text: str) -> str | None:
     return line
 
 
+# One-letter chat words and what they stand for: a rewrite may spell them out.
+_CHAT_LETTERS: dict[str, str] = {"r": "are", "u": "you", "y": "why", "n": "and", "w": "with"}
+# Words a good rewrite replaces by what they point at ("another way" -> "for one tensor").
+_POINTERS = frozenset({"a", "i", "another", "else", "previous", "earlier", "last"})
+MIN_TYPO_TERM = 5  # a rewrite may correct a typo in a term this long ("pytroch")
+
+
+def lost_terms(question: str, rewritten: str) -> list[str]:
+    """The terms of ``question`` that ``rewritten`` lost: words that are neither function
+    words, chat filler nor pointers back ("it", "that one"), found in the rewrite in no form
+    (inflected, spelled out, a prefix of a longer word, one typo apart). The 1.5B model
+    rewrote "what r should i use" after a LoRA question as "What should I use for fine-tuning a
+    model with LoRA?": the question was about LoRA's ``r``, and the rewrite answers another."""
+
+    said = {t.lower() for t in _TERM.findall(spell_out(rewritten))}
+    said |= {part for t in said for part in re.split(r"[._\-+]", t)}
+    bases = {word_base(w) for w in said}
+    lost = []
+    for term in dict.fromkeys(t.lower() for t in _TERM.findall(question)):
+        if (
+            term in _NOT_SALIENT or term in ANAPHORA or term in DROPPED or term in FILLER_WORDS
+            or term in _POINTERS or (term.isdigit() and len(term) == 1)
+        ):  # fmt: skip
+            continue
+        if term in said or word_base(term) in bases or _CHAT_LETTERS.get(term) in said:
+            continue
+        if any(long in said for long in ABBREVIATIONS.get(term, ())):
+            continue  # "params" rewritten as "parameters"
+        stem = word_base(term)
+        if len(stem) >= 3 and any(w.startswith(stem) for w in said):
+            continue  # "configs" rewritten as "configurations"
+        if len(term) >= MIN_TYPO_TERM and any(one_edit_apart(term, w) for w in said):
+            continue  # "pytroch" rewritten as "PyTorch"
+        lost.append(term)
+    return lost
+
+
 def condense_with(rewrite: Rewrite, question: str, history: list[Turn]) -> str | None:
     """``question`` rewritten by a model (``rewrite(messages, max_tokens) -> text``); None
     when the model fails or answers with something unusable (the caller falls back to
-    :func:`condense_query`)."""
+    :func:`condense_query`). A rewrite that loses a term of the question (:func:`lost_terms`)
+    gives way to the heuristic's query, which keeps every word of the question and adds the
+    conversation's terms even where the heuristic alone would not have taken the question
+    for a follow-up: the model did, and what it added is likely right."""
     from rag.errors import MlragError
 
     try:
@@ -205,4 +248,11 @@ def condense_with(rewrite: Rewrite, question: str, history: list[Turn]) -> str |
     except MlragError as exc:
         log.warning("model condenser failed (%s); using the heuristic", exc)
         return None
-    return clean_rewrite(text)
+    line = clean_rewrite(text)
+    if line is None:
+        return None
+    lost = lost_terms(spell_out(question), line)
+    if lost:
+        log.info("model condenser lost %s from %r (%r); using the heuristic", lost, question, line)
+        return condense_query(question, history, always=True)
+    return line

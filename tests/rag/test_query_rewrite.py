@@ -121,3 +121,34 @@ def test_the_model_rewrite_is_used_and_bad_output_falls_back() -> None:
     assert condense_with(broken, "and there?", history) is None
     assert condense_with(lambda m, n: "   ", "and there?", history) is None
     assert condense_with(lambda m, n: "x" * 400, "and there?", history) is None
+
+
+def test_a_rewrite_that_loses_a_term_of_the_question_falls_back() -> None:
+    from rag.query_rewrite import condense_with, lost_terms
+
+    # By hand with the 1.5B model: "what r should i use" after a LoRA question came back as
+    # "What should I use for fine-tuning a model with LoRA?", a question about something else.
+    history = [Turn("user", "how do i fine tune a model with lora"), Turn("assistant", "x [1].")]
+    bad = "What should I use for fine-tuning a model with LoRA?"
+    assert lost_terms("what r should i use", bad) == ["r"]
+    # The heuristic's query instead: the question whole, with the conversation's terms (the
+    # heuristic alone takes "what r should i use" for a standalone question; the model did not).
+    assert condense_query("what r should i use", history) == "what r should i use"
+    assert condense_with(lambda m, n: bad, "what r should i use", history) == (
+        "what r should i use fine tune model lora"
+    )
+    # Pointers back, chat shorthand, spelled-out aliases, inflections and fixed typos are
+    # what a rewrite is for: nothing is lost.
+    kept = {
+        "and whats lora_alpha for": "What is lora_alpha for in LoRA?",
+        "what about that one?": "What about the LoRA adapter?",
+        "how do i save it w np": "How do I save the array with NumPy?",
+        "which params does it freeze": "Which parameters does LoRA freeze?",
+        "is pytroch faster there": "Is PyTorch faster for LoRA fine-tuning?",
+        "what r they for": "What are LoRA adapters for?",
+        "and the configs?": "And the LoRA configurations?",
+        "is there another way, just for one tensor?": "How do I detach a single tensor?",
+    }
+    for question, rewrite in kept.items():
+        assert lost_terms(question, rewrite) == [], question
+        assert condense_with(lambda m, n, r=rewrite: r, question, history) == rewrite
