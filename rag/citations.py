@@ -225,19 +225,36 @@ def quoted_parts(quote: str) -> list[str]:
     return quote.split(QUOTE_SEPARATOR)
 
 
+MAX_BARE_WORDS = 2  # an answer sentence this short is a bare value ("16", "ReLU")
+
+
+def quoted_claim(sentence: str, query: str) -> str:
+    """What a quote is chosen for: the answer sentence, and for a bare value ("16 [2]" to
+    "what is lora_alpha?") the question with it. The value alone matched "r=16," as well as
+    "lora_alpha=16,", and the quote showed the line about another parameter."""
+    if query and len(content_words(sentence)) <= MAX_BARE_WORDS:
+        return f"{sentence} {query}"
+    return sentence
+
+
 def build_citations(
-    text: str, hits: list[Hit], embedder: Embedder, cache: SentenceEmbeddings | None = None
+    text: str,
+    hits: list[Hit],
+    embedder: Embedder,
+    cache: SentenceEmbeddings | None = None,
+    query: str = "",
 ) -> list[Citation]:
     """One citation per context block cited in ``text`` (markers must already be clean),
     ordered by block number, each quoting the chunk sentences that best support the answer
-    sentences citing it (:func:`best_quote`)."""
+    sentences citing it (:func:`best_quote`; a bare value with the ``query`` that asked for
+    it, :func:`quoted_claim`)."""
     cache = cache or SentenceEmbeddings(embedder)
     sentences = split_answer(text)
     claims_by_n: dict[int, list[str]] = {}
     for sentence in sentences:
         for n in sentence.numbers:
             if 1 <= n <= len(hits):
-                claims_by_n.setdefault(n, []).append(sentence.plain)
+                claims_by_n.setdefault(n, []).append(quoted_claim(sentence.plain, query))
     citations = []
     for n in sorted(claims_by_n):
         hit = hits[n - 1]

@@ -438,7 +438,7 @@ class RAG:
         answer = dataclasses.replace(
             raw,
             text=text.strip(),
-            citations=build_citations(text, context, self.embedder, cache),
+            citations=build_citations(text, context, self.embedder, cache, retrieval.query),
             abstained=False,
             generator=valid.generator,
             retriever=valid.retriever,

@@ -109,3 +109,18 @@ def test_a_lone_marker_line_repeating_a_citation_is_dropped() -> None:
     assert drop_repeated_marker_lines(alone) == alone
     assert drop_repeated_marker_lines("A [1].\n[1][2]") == "A [1].\n[1][2]"
     assert drop_repeated_marker_lines("A [1][2].\n[2]\n") == "A [1][2]."
+
+
+def test_a_bare_value_is_quoted_from_the_line_the_question_asks_about(embedder) -> None:
+    # By hand: "16 [2]" to "what is the value of lora_alpha?" quoted "r=16," from a config
+    # that sets both r=16 and lora_alpha=16: the value alone matched either line.
+    from rag.citations import build_citations
+    from rag.types import Chunk, Hit
+
+    config = "config = LoraConfig(\nr=16,\nlora_alpha=16,\nlora_dropout=0.1,\n)"
+    hits = [Hit(Chunk(id="d#1", doc_id="d", text=config), 1.0, 1, "bm25")]
+    asked = build_citations("16 [1]", hits, embedder, query="what is the value of lora_alpha?")
+    assert asked[0].quote == "lora_alpha=16,"
+    # A sentence that says what it is about is quoted for itself, whatever the question.
+    said = build_citations("The rank r is 16 [1].", hits, embedder, query="what is lora_alpha?")
+    assert said[0].quote == "r=16,"
