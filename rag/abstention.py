@@ -32,8 +32,11 @@ ABSTAIN_TEXT = "The corpus does not cover this."
 
 # Ways models phrase "not in the context" (lower-case, after whitespace normalisation).
 _DECLINE_PATTERNS = re.compile(
-    r"(the )?(corpus|context|provided (context|documents?|sources?)|documents?|sources?)"
-    r" (does|do|did) not (cover|contain|include|mention|provide|say|answer|address)"
+    r"(the )?(corpus|context|provided (context|documents?|sources?|passages?)|documents?|sources?"
+    r"|passages?)"
+    r" (does|do|did) not (cover|contain|include|mention|provide|say|state|specify|answer|address)"
+    # "The passage states that … but it does not mention Windows": the prompt says "passages"
+    r"|\bpassages?\b[^.]*\b(it|they) (does|do|did) not (mention|say|state|specify)"
     r"|not covered (in|by)|is not covered|isn't covered|no (relevant )?information (about|on|in)"
     r"|(cannot|can't|can not|unable to) (answer|find)|i (do not|don't) know"
     r"|^not covered|there is no information"

@@ -85,6 +85,10 @@ def test_is_abstention_accepts_the_sentence_and_close_variants() -> None:
         "  The context does not contain the answer to this question. ",
         "This is not covered in the provided documents.",
         "I'm sorry, but the provided context does not mention learning-rate warm-up.",
+        "The passages do not specify a default.",
+        # Seen on dev: a side taken, then the gap it rests on, in the prompt's word "passage".
+        "No, you cannot run Kubeflow Pipelines on Windows [1]. The passage states that Kubeflow "
+        "Pipelines builds ML workflows [2], but it does not mention Windows as a platform [2].",
         "",
     ):
         assert is_abstention(text), text
