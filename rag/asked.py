@@ -91,3 +91,13 @@ def unbacked_claims(sentence: str, cited_passages: Sequence[str]) -> list[str]:
         and kind.claims.search(sentence)
         and not any(kind.states.search(passage) for passage in cited_passages)
     ]
+
+
+# "the page", "the page's", "on this page": the user's own page, not the docs it links to.
+_ABOUT_THE_PAGE = re.compile(r"\b(the|this|that|your|my|ur) page\b|\bpage'?s\b", re.I)
+
+
+def asks_about_page(question: str) -> bool:
+    """Whether ``question`` asks what the user's own page says ("what batch size does the
+    page's CNN use?"): then a passage from another page does not answer it, however close."""
+    return bool(_ABOUT_THE_PAGE.search(question))

@@ -416,7 +416,7 @@ class RAG:
             grounding.strict_text,
             checked.invented,
             cites=any(sentence.numbers for sentence in grounding.sentences),
-            unstated=checked.unstated,
+            unstated=[*checked.unstated, *self.unsourced_page(valid, checked.text, context)],
             # The question as asked: the heuristic condenser appends words of earlier turns
             # ("… StandardScaler KNNImputer"), which the cited block need not name.
             missing_terms=self.cited_missing_terms(
@@ -451,6 +451,24 @@ class RAG:
             hits=list(context),
         )
         return self._timed(answer, retrieval, decision, generate_ms)
+
+    def unsourced_page(self, valid: ValidRequest, text: str, context: list[Hit]) -> list[str]:
+        """``["the page"]`` when the question (or an earlier question of the conversation)
+        asks what the user's own page says — its topics are those ``source_boost`` favours —
+        and the answer cites only other pages; else []. On dev, "what does
+        print_trainable_parameters report for that model?", after a question about the
+        page's LoRA example, was answered with the counts of another model from the peft docs."""
+        from rag.asked import asks_about_page
+        from rag.verify import cited_hits
+
+        page_topics = {topic for topic, boost in self.settings.source_boost.items() if boost > 1}
+        questions = [valid.question, *(t.content for t in valid.history if t.role == "user")]
+        if not page_topics or not asks_about_page(" ".join(questions)):
+            return []
+        cited = cited_hits(text, context)
+        if cited and not any(hit.chunk.topic in page_topics for hit in cited):
+            return ["the page"]
+        return []
 
     def cited_missing_terms(
         self, question: str, text: str, context: list[Hit], hits: Sequence[Hit] = ()

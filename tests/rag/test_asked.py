@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.asked import asked_kinds, unbacked_claims, unstated_kinds
+from rag.asked import asked_kinds, asks_about_page, unbacked_claims, unstated_kinds
 
 EXAMPLE = "batch_size = 64\ntrain_dataloader = DataLoader(training_data, batch_size=batch_size)"
 
@@ -59,3 +59,14 @@ def test_an_answer_claiming_a_default_needs_a_cited_passage_stating_one() -> Non
     assert unbacked_claims(claim, ["shuffle (bool, optional) – … (default: False)."]) == []
     assert unbacked_claims("The DataLoader can shuffle the data.", ["Read more."]) == []
     assert unbacked_claims(claim, []) == ["default"]  # cited nothing: nothing backs it
+
+
+def test_a_question_about_the_page_is_recognised() -> None:
+    for question in (
+        "what batch size does the page's CNN training loop use?",
+        "lora alpha val in the page cfg?",
+        "which activation does this page recommend?",
+    ):
+        assert asks_about_page(question), question
+    for question in ("what does a page table do?", "how do I paginate pandas output?"):
+        assert not asks_about_page(question), question

@@ -309,6 +309,22 @@ def test_a_rare_term_named_by_a_retrieved_chunk_the_context_cut_left_out_counts(
     assert rag_pipeline.cited_missing_terms(question, text, [dropout], [dropout, lora]) == ("lora",)
 
 
+def test_a_question_about_the_page_is_answered_from_the_page(rag_pipeline: RAG) -> None:
+    # On dev: "what does print_trainable_parameters report for that model?", after a question
+    # about the page's LoRA example, was answered with another model's counts from the docs.
+    from rag.request import AskRequest
+    from rag.types import Chunk
+
+    docs = Hit(corpus_chunks()[1], 1.0, 1, "dense")  # a linked page (topic "peft")
+    page = Hit(Chunk(id="p#1", doc_id="p", text="r=16", metadata={"topic": "machine-learning"}), 0.9, 2, "dense")  # fmt: skip
+    history = [Turn("user", "which LoRA config does the page use?"), Turn("assistant", "x [1].")]
+    follow_up = rag_pipeline.validate(AskRequest("and its rank?", history=tuple(history)))
+    assert rag_pipeline.unsourced_page(follow_up, "It uses r=8 [1].", [docs, page]) == ["the page"]
+    assert rag_pipeline.unsourced_page(follow_up, "It uses r=16 [2].", [docs, page]) == []
+    plain = rag_pipeline.validate(AskRequest("what rank does LoRA use?"))
+    assert rag_pipeline.unsourced_page(plain, "It uses r=8 [1].", [docs, page]) == []
+
+
 def test_history_words_a_condenser_adds_are_not_terms_the_cited_block_must_name(
     rag_pipeline: RAG, monkeypatch
 ) -> None:
