@@ -24,7 +24,12 @@ from rag.abstention import (
     decide_on_answer,
     decide_on_retrieval,
 )
-from rag.citations import build_citations, clean_markers, drop_repeated_marker_lines
+from rag.citations import (
+    build_citations,
+    clean_markers,
+    drop_repeated_marker_lines,
+    split_answer,
+)
 from rag.coverage import CoverageSignal
 from rag.errors import EmptyIndexError, GenerationError, InvalidInputError, MlragError
 from rag.request import AskRequest, ValidRequest, check_question, validate
@@ -466,9 +471,18 @@ class RAG:
         if not page_topics or not asks_about_page(" ".join(questions)):
             return []
         cited = cited_hits(text, context)
-        if cited and not any(hit.chunk.topic in page_topics for hit in cited):
-            return ["the page"]
-        return []
+        if not cited or any(hit.chunk.topic in page_topics for hit in cited):
+            return []
+        # The docs may state the page's own value ("torch.bfloat16" in the peft quantization
+        # guide and in the page's config): an answer whose specifics a page block the model
+        # saw states too is the page's answer.
+        from rag.specifics import missing_specifics, specifics
+
+        page_text = [hit.chunk.text for hit in context if hit.chunk.topic in page_topics]
+        claims = " ".join(sentence.plain for sentence in split_answer(text))
+        if page_text and specifics(claims) and not missing_specifics(claims, page_text):
+            return []
+        return ["the page"]
 
     def cited_missing_terms(
         self, question: str, text: str, context: list[Hit], hits: Sequence[Hit] = ()

@@ -321,6 +321,8 @@ def test_a_question_about_the_page_is_answered_from_the_page(rag_pipeline: RAG) 
     follow_up = rag_pipeline.validate(AskRequest("and its rank?", history=tuple(history)))
     assert rag_pipeline.unsourced_page(follow_up, "It uses r=8 [1].", [docs, page]) == ["the page"]
     assert rag_pipeline.unsourced_page(follow_up, "It uses r=16 [2].", [docs, page]) == []
+    # The docs stating the page's own value: the page block the model saw states it too.
+    assert rag_pipeline.unsourced_page(follow_up, "It uses r=16 [1].", [docs, page]) == []
     plain = rag_pipeline.validate(AskRequest("what rank does LoRA use?"))
     assert rag_pipeline.unsourced_page(plain, "It uses r=8 [1].", [docs, page]) == []
 
