@@ -59,6 +59,9 @@ SPELLED_OUT: dict[str, str] = {
     "dl": "deep learning", "np": "NumPy (np)", "pd": "pandas (pd)", "sns": "seaborn (sns)",
     "plt": "matplotlib (plt)", "df": "DataFrame (df)", "nn": "neural network (nn)",
     "lr": "learning rate (lr)", "clf": "classifier (clf)", "img": "image", "imgs": "images",
+    "btwn": "between", "betw": "between", "thru": "through", "tho": "though",
+    "esp": "especially", "approx": "approximately", "algo": "algorithm", "algos": "algorithms",
+    "fxn": "function",
 }  # fmt: skip
 # One-letter chat words, only between two words ("precision n recall", "train w dropout") or,
 # for "y", before a verb ("y does it matter"): elsewhere they are variables (x and y, top n).

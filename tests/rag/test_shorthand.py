@@ -23,6 +23,9 @@ from rag.shorthand import spell_out
         ("TL;DR: what is lora", "what is lora"),
         ("kubeflow tldr pls?", "kubeflow?"),
         ("onehot encoder unseen categories??", "onehot encoder unseen categories?"),
+        # By hand: declined for the "rare term" btwn, which no page contains.
+        ("diff btwn precision n recall?", "difference between precision and recall?"),
+        ("best algo for imbalanced data thru sklearn", "best algorithm for imbalanced data through sklearn"),
     ],
 )  # fmt: skip
 def test_chat_shorthand_is_spelled_out(typed: str, spelled: str) -> None:
