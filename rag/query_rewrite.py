@@ -210,7 +210,6 @@ def lost_terms(question: str, rewritten: str) -> list[str]:
     (inflected, spelled out, a prefix of a longer word, one typo apart). The 1.5B model
     rewrote "what r should i use" after a LoRA question as "What should I use for fine-tuning a
     model with LoRA?": the question was about LoRA's ``r``, and the rewrite answers another."""
-
     said = {t.lower() for t in _TERM.findall(spell_out(rewritten))}
     said |= {part for t in said for part in re.split(r"[._\-+]", t)}
     bases = {word_base(w) for w in said}

@@ -182,11 +182,6 @@ def drop_unbacked_defaults(text: str, context: list[Hit]) -> tuple[str, list[str
     )
 
 
-# A sentence opening on one of these leans on the sentence before it ("This function returns
-# a dictionary …" after the sentence naming the function).
-_LEANS_BACK = re.compile(r"\W*(this|these|that|those|it|its|they|their|such)\b", re.I)
-
-
 def drop_uncited(text: str) -> tuple[str, list[str]]:
     """``text`` without the sentences that still cite nothing once :func:`recite` has looked
     for a block supporting them: no block supports them, so nothing a reader could follow
@@ -196,6 +191,11 @@ def drop_uncited(text: str) -> tuple[str, list[str]]:
         text,
         [s for s in split_answer(text) if s.plain and not s.is_code and not s.numbers],
     )
+
+
+# A sentence opening on one of these leans on the sentence before it ("This function returns
+# a dictionary …" after the sentence naming the function).
+_LEANS_BACK = re.compile(r"\W*(this|these|that|those|it|its|they|their|such)\b", re.I)
 
 
 def drop_orphans(original: str, text: str) -> tuple[str, list[str]]:
