@@ -459,7 +459,31 @@ def _comment_end(line: str, start: int, known: set[str]) -> int:
     word_pos = _resume_at_known_word(text, body, known)
     if word_pos is not None:
         candidates.append(word_pos)
-    return start + (min(candidates) if candidates else len(text))
+    if not candidates:
+        return start + len(text)
+    resume = min(candidates)
+    glued = re.match(r"[A-Za-z_]\w*", text[resume:])
+    if glued and resume > body:  # code found at a word start may carry the comment's last word
+        resume += _glued_head(glued.group(0), known, line)
+    return start + resume
+
+
+def _glued_head(word: str, known: set[str], line: str) -> int:
+    """The length of a comment's last prose word glued to the start of ``word``, a name the
+    code uses (``representationsnn.Dropout(p=0.5)``: "representations" + ``nn``); 0 when
+    ``word`` is not so glued."""
+    # A block may never write ``nn`` unglued; an imported name is one the code uses.
+    imported = re.findall(r"\bimport\s+(\w+)(?:\s+as\s+(\w+))?", line)
+    names = known | _MODULE_ALIASES | {name for pair in imported for name in pair if name}
+    for k in range(3, len(word) - 1):  # the longest known name first
+        if word[k - 1] != "_" and word[k:] in names and _glued_once(word, k, line):
+            return k
+    return 0
+
+
+# The usual import aliases, names code uses even where every use in a block is glued to the
+# comment before it (``# … learning ratesnn.BatchNorm1d(…)``).
+_MODULE_ALIASES = {"nn", "np", "pd", "plt", "sns", "tf", "optim", "torch", "cv2", "sp", "sk"}
 
 
 def _resume_at_next_comment(text: str, body: int) -> int | None:
@@ -530,7 +554,7 @@ def _resume_at_known_word(text: str, body: int, known: set[str]) -> int | None:
             elif (
                 word[k - 1] != "_"  # a snake_case part, not a glued word
                 and suffix in known
-                and word not in known
+                and (word not in known or _glued_once(word, k, text))
                 and re.match(r"(\s*(\*\*|//|[-+*/@%])?=(?!=)|\(|\.\w|\s*,\s*\w+\s*=|\[)", after)
             ):
                 return pos + k
@@ -549,6 +573,15 @@ def _resume_at_known_word(text: str, body: int, known: set[str]) -> int | None:
         if assigns or starts:
             return pos
     return None
+
+
+def _glued_once(word: str, k: int, text: str) -> bool:
+    """Whether ``word`` is a comment's last prose word glued to a name the code uses at ``k``,
+    though it reads as a name itself: ``representationsnn.Dropout(p=0.5)`` is written once,
+    before a ``.``, so ``representationsnn`` counted as used; its head is a lower-case word."""
+    head = word[:k]
+    once = len(re.findall(rf"\b{re.escape(word)}\b", text)) == 1
+    return once and len(head) >= 3 and head.isalpha() and head.islower()
 
 
 def _split_statements(code: str) -> list[str]:

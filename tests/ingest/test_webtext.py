@@ -224,6 +224,25 @@ def test_generic_small_page() -> None:
             "import numpy as npzz = 1",
             "import numpy as npzz = 1",
         ),
+        (  # a comment's last word glued to a call on a module every use of which is glued
+            "# Forces the network to learn redundant representationsnn.Dropout(p=0.5) # 50% zeroed"
+            "# allows higher learning ratesnn.BatchNorm1d(n) # after Linear for tabularnn.BatchNorm2d(c)",
+            "# Forces the network to learn redundant representations\nnn.Dropout(p=0.5)  # 50% zeroed\n"
+            "# allows higher learning rates\nnn.BatchNorm1d(n)  # after Linear for tabular\n"
+            "nn.BatchNorm2d(c)",
+        ),
+        (  # ... or to an imported name, or to a name the code uses again
+            "from spacy import displacy# Visualize in browserdisplacy.serve(doc)",
+            "from spacy import displacy\n# Visualize in browser\ndisplacy.serve(doc)",
+        ),
+        (
+            "model = f()# Replace final layer for our number of classesmodel.fc = g(model)",
+            "model = f()\n# Replace final layer for our number of classes\nmodel.fc = g(model)",
+        ),
+        (  # a name written twice is not a glued word
+            "# set up the learningnn.step() # again learningnn.step()",
+            "# set up the\nlearningnn.step()  # again\nlearningnn.step()",
+        ),
     ],
 )
 def test_reflow_code(flat: str, expected: str) -> None:
