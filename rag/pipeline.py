@@ -51,6 +51,10 @@ T = TypeVar("T")
 
 
 INDEX_RECHECK_S = 5.0  # how long a seen non-empty index is trusted before counting again
+# Defining sentences the context cut keeps first for a "what is X?" question: a chunk may
+# both introduce the term and spell it out ("LoRA is one of the most popular PEFT methods …",
+# "Low-Rank Adaptation (LoRA) is a PEFT method that decomposes …").
+MAX_DEFINITIONS_KEPT = 2
 
 
 def _ms(seconds: float) -> float:
@@ -355,12 +359,18 @@ class RAG:
         return condense_query(valid.question, history)
 
     def retrieve(self, valid: ValidRequest) -> Retrieval:
-        """Condense, spell out chat shorthand (rag.shorthand), search, and read the coverage
-        signals of the hits. The query built here is what the generator answers."""
+        """Condense, spell out chat shorthand (rag.shorthand), search, put in the chunk that
+        defines what a "what is X?" question asks about (rag.definitions), and read the
+        coverage signals of the hits. The query built here is what the generator answers."""
         started = time.perf_counter()
         self._require_index()
         query = spell_out(self.condense(valid))
         hits = self.retriever(valid.retriever).search(query, valid.k, valid.filters)
+        if self.settings.pin_definitions:
+            from rag.definitions import with_definition
+
+            index = self._context().lexical_index()
+            hits = with_definition(query, hits, index, valid.filters)
         signal = self.coverage(query, hits) if hits else None
         ms = _ms(time.perf_counter() - started)
         return Retrieval(query, hits, signal, ms, started, context=list(hits))
@@ -368,16 +378,37 @@ class RAG:
     def select_context(self, valid: ValidRequest, retrieval: Retrieval) -> Retrieval:
         """The context the generator sees: for LLM generators (local, openai) the hits cut to
         their most relevant sentences within ``llm_context_tokens`` (rag.context); the
-        extractive generator and Claude see whole chunks."""
+        extractive generator and Claude see whole chunks. A question about the user's own
+        page sees only the page's chunks when any was retrieved: an answer from another page
+        is declined anyway (:meth:`unsourced_page`), and the 1.5B model answered "what rate
+        does the page use for dropout?" with spaCy's 0.25 beside the page's ``p=0.5``."""
+        hits = retrieval.hits
+        if self.asks_about_page(valid):
+            page_topics = self.page_topics()
+            hits = [hit for hit in hits if hit.chunk.topic in page_topics] or hits
         budget = self.settings.llm_context_tokens
         if budget <= 0 or valid.generator not in ("local", "openai"):
-            return retrieval
+            return dataclasses.replace(retrieval, context=list(hits))
         from rag.context import context_for
+        from rag.definitions import definitions_in
 
+        first = definitions_in(retrieval.query, hits)[:MAX_DEFINITIONS_KEPT]
         context = context_for(
-            retrieval.query, retrieval.hits, self.embedder, self.shared.sentences, budget
+            retrieval.query, hits, self.embedder, self.shared.sentences, budget, first=first
         )
         return dataclasses.replace(retrieval, context=context)
+
+    def page_topics(self) -> set[str]:
+        """The topics of the user's own page: those ``source_boost`` favours."""
+        return {topic for topic, boost in self.settings.source_boost.items() if boost > 1}
+
+    def asks_about_page(self, valid: ValidRequest) -> bool:
+        """Whether the question, or an earlier question of its conversation, asks what the
+        user's own page says (rag.asked.asks_about_page)."""
+        from rag.asked import asks_about_page
+
+        questions = [valid.question, *(t.content for t in valid.history if t.role == "user")]
+        return bool(self.page_topics()) and asks_about_page(" ".join(questions))
 
     def coverage(self, query: str, hits: list[Hit]) -> CoverageSignal:
         """The signals the abstention decision reads (see rag.coverage): the best query-to-hit
@@ -463,13 +494,11 @@ class RAG:
         and the answer cites only other pages; else []. On dev, "what does
         print_trainable_parameters report for that model?", after a question about the
         page's LoRA example, was answered with the counts of another model from the peft docs."""
-        from rag.asked import asks_about_page
         from rag.verify import cited_hits
 
-        page_topics = {topic for topic, boost in self.settings.source_boost.items() if boost > 1}
-        questions = [valid.question, *(t.content for t in valid.history if t.role == "user")]
-        if not page_topics or not asks_about_page(" ".join(questions)):
+        if not self.asks_about_page(valid):
             return []
+        page_topics = self.page_topics()
         cited = cited_hits(text, context)
         if not cited or any(hit.chunk.topic in page_topics for hit in cited):
             return []

@@ -327,6 +327,56 @@ def test_a_question_about_the_page_is_answered_from_the_page(rag_pipeline: RAG) 
     assert rag_pipeline.unsourced_page(plain, "It uses r=8 [1].", [docs, page]) == []
 
 
+def test_a_question_about_the_page_sees_only_the_pages_chunks(rag_pipeline: RAG) -> None:
+    # "what rate does the page use for dropout?" was answered with spaCy's 0.25 from a docs
+    # block beside the page's p=0.5; an answer from another page would be declined anyway.
+    from rag.pipeline import Retrieval
+    from rag.request import AskRequest
+    from rag.types import Chunk
+
+    docs = Hit(corpus_chunks()[2], 1.0, 1, "dense")  # the linked "Dropout" docs
+    page = Hit(Chunk(id="p#1", doc_id="p", text="nn.Dropout(p=0.5)", metadata={"topic": "machine-learning"}), 0.9, 2, "dense")  # fmt: skip
+    for generator in ("extractive", "local"):
+        about_page = rag_pipeline.validate(
+            AskRequest("what rate does the page use for dropout?", generator=generator)
+        )
+        found = Retrieval(about_page.question, [docs, page], None, 0.0, 0.0, [docs, page])
+        context = rag_pipeline.select_context(about_page, found).context
+        assert [hit.chunk.id for hit in context] == ["p#1"]
+        # With no chunk of the page retrieved, the question sees what was retrieved.
+        only_docs = Retrieval(about_page.question, [docs], None, 0.0, 0.0, [docs])
+        assert (
+            rag_pipeline.select_context(about_page, only_docs).context[0].chunk.id == docs.chunk.id
+        )
+    plain = rag_pipeline.validate(AskRequest("what rate does dropout use?"))
+    found = Retrieval(plain.question, [docs, page], None, 0.0, 0.0, [docs, page])
+    assert len(rag_pipeline.select_context(plain, found).context) == 2
+
+
+def test_a_what_is_question_gets_the_chunk_that_defines_the_term(tmp_path, embedder) -> None:
+    from rag.request import AskRequest
+    from rag.types import Chunk
+
+    glossary = Chunk(
+        id="g#0",
+        doc_id="g",
+        text="Bagging trains models on bootstrap samples. Boosting fits models in sequence. "
+        "Early stopping ends training when validation loss stops improving. "
+        "Low-Rank Adaptation (LoRA) is a method that trains two small matrices per layer.",
+        section="Glossary",
+        metadata={"title": "Glossary", "topic": "glossary", "url": "https://example.org/g"},
+    )
+    settings = answering_settings(tmp_path / "data")
+    store = build_store(settings, embedder, [*corpus_chunks(), glossary])
+    ids = {}
+    for pin in (False, True):
+        rag = make_rag(tmp_path / f"data-{pin}", embedder, store, pin_definitions=pin)
+        found = rag.retrieve(rag.validate(AskRequest("whats lora", k=1)))
+        ids[pin] = [hit.chunk.id for hit in found.hits]
+    assert ids[False] != ["g#0"]  # the nearest chunk says what LoRA does, not what it is
+    assert ids[True] == ["g#0"]
+
+
 def test_history_words_a_condenser_adds_are_not_terms_the_cited_block_must_name(
     rag_pipeline: RAG, monkeypatch
 ) -> None:
