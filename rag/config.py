@@ -130,6 +130,10 @@ class RetrievalSettings(BaseModel):
     mmr_lambda: float | None = Field(
         None, ge=0, le=1, description="MMR relevance/diversity trade-off; None disables MMR."
     )
+    pin_definitions: bool = Field(
+        True,
+        description='For a \'what is X?\' question, put the chunk that defines X ("X is a …", "X: …") in place of the last hit when no hit defines it (rag.definitions).',
+    )
 
 
 class GenerationSettings(BaseModel):

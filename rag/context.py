@@ -169,18 +169,22 @@ def context_for(
     cache: SentenceEmbeddings,
     budget_tokens: int,
     keep: Sequence[str] = (),
+    first: Sequence[str] = (),
 ) -> list[Hit]:
     """The context an LLM reads for ``query``: ``hits`` cut to ``budget_tokens`` (whole when
     the budget is 0). One function for serving (rag.pipeline) and for fine-tuning examples
     (finetune.dataset), so a model is trained on the context it will be given. Sentences
     holding one of the ``keep`` quotes (a training example's evidence) are ranked first, so
-    they are not cut; when they do not all fit, the hits come back whole."""
+    they are not cut; when they do not all fit, the hits come back whole. Sentences holding
+    one of the ``first`` quotes (a definition the question asks for) are ranked first too,
+    without that guarantee."""
     if budget_tokens <= 0 or not hits:
         return list(hits)
     ranked = rank_sentences(query, hits, embedder, cache)
-    if keep:
-        held = [scored for scored in ranked if _holds(scored.sentence.text, keep)]
-        ranked = held + [scored for scored in ranked if scored not in held]
+    for quotes in (first, keep):  # keep's sentences end up before first's
+        if quotes:
+            held = [scored for scored in ranked if _holds(scored.sentence.text, quotes)]
+            ranked = held + [scored for scored in ranked if scored not in held]
     context = compress_hits(hits, ranked, budget_tokens)
     if keep:
         from rag.qa import contains_quote

@@ -69,6 +69,22 @@ def test_context_for_keeps_the_quotes_a_training_example_needs(embedder) -> None
     assert context_for(query, hits, embedder, cache, 5, keep=two) == hits
 
 
+def test_context_for_ranks_the_first_sentences_first_within_the_budget(embedder) -> None:
+    """A definition the question asks for is kept first; unlike ``keep`` it never gives the
+    whole hits back (serving stays within the budget)."""
+    from rag.context import context_for
+
+    hits = hits_for(*TITLES)
+    cache = SentenceEmbeddings(embedder)
+    query = "Which metric should I use for imbalanced fraud detection?"
+    quote = "The learning rate sets the step size."
+    cut = context_for(query, hits, embedder, cache, 30, first=[quote])
+    assert contains_quote(cut[0].chunk.text, quote)  # its block comes first
+    assert sum(estimate_tokens(h.chunk.text) for h in cut) <= 30
+    two = [quote, "Dropout randomly sets a fraction of activations to zero during training."]
+    assert context_for(query, hits, embedder, cache, 5, first=two) != hits
+
+
 def test_code_lines_keep_their_indentation_in_the_cut() -> None:
     # The cut showed "return ..." flush under "def ...():" and the 1.5B model copied invalid
     # Python ("how do i retry a failed celery task").
