@@ -199,8 +199,12 @@ def clean_rewrite(text: str) -> str | None:
 
 # One-letter chat words and what they stand for: a rewrite may spell them out.
 _CHAT_LETTERS: dict[str, str] = {"r": "are", "u": "you", "y": "why", "n": "and", "w": "with"}
-# Words a good rewrite replaces by what they point at ("another way" -> "for one tensor").
-_POINTERS = frozenset({"a", "i", "another", "else", "previous", "earlier", "last"})
+# Words a good rewrite replaces by what they point at ("another way" -> "for one tensor"), or
+# words of direction a good rewrite spells as the action ("and back to numpy?" after moving a
+# tensor to the GPU -> "How can I convert a tensor to a NumPy array?").
+_POINTERS = frozenset(
+    {"a", "i", "another", "else", "previous", "earlier", "last", "back", "again", "instead"}
+)
 MIN_TYPO_TERM = 5  # a rewrite may correct a typo in a term this long ("pytroch")
 
 

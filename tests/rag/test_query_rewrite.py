@@ -148,6 +148,7 @@ def test_a_rewrite_that_loses_a_term_of_the_question_falls_back() -> None:
         "what r they for": "What are LoRA adapters for?",
         "and the configs?": "And the LoRA configurations?",
         "is there another way, just for one tensor?": "How do I detach a single tensor?",
+        "and back to numpy?": "How can I convert a tensor to a NumPy array?",
     }
     for question, rewrite in kept.items():
         assert lost_terms(question, rewrite) == [], question
