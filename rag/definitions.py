@@ -57,6 +57,7 @@ DEFINES, LABELS = 2, 1
 # How many of the term's BM25 hits are searched for a definition.
 SEARCH_DEPTH = 200
 
+_MARKUP = "-*>#` \t\n["  # list, quote and heading marks, code ticks, a link's bracket
 _START = r"(?:^|(?<=\n)|(?<=[.!?]\s))[-*>#\s`\[]*"
 _MARK = r"[*`_\]]{0,2}"
 _IS_A = r",?\s+(?:is|are)\s+(?:an?|the|one of)\s|\s+(?:refers to|stands for|is defined as)\s"
@@ -107,7 +108,8 @@ def definitions_of(text: str, term: str) -> tuple[int, list[str]]:
         starts: dict[int, str] = {}
         for _, pattern in (p for p in _patterns(term) if p[0] == strength):
             for match in pattern.finditer(text):
-                start = match.start() + len(re.match(r"[-*>#\s`\[]*", text[match.start() :])[0])
+                rest = text[match.start() : match.end()]
+                start = match.end() - len(rest.lstrip(_MARKUP))  # the sentence, not its markup
                 end = re.search(r"(?<=[.!?])\s|\n|$", text[match.end() :])
                 starts[start] = text[start : match.end() + (end.start() if end else 0)].strip()
         if starts:
