@@ -63,6 +63,10 @@ LEXICAL_WEIGHT = 0.3
 STEM_CHARS = 5  # prefix fold so "trained" matches "train", "normalizes" "normalization"
 # Lexical pre-selection also prefers earlier (better-retrieved) blocks and prose.
 RANK_PRIOR = 0.1
+# Added to the score of a sentence that defines what a "what is X?" question asks about
+# (rag.definitions): "whats lora" was answered with LoRA-FA's and rank_pattern's lines beside
+# the guide's definition. Dev (runs/dev-qwen-32 -> runs/dev-ext-33): only typed-110 moved.
+DEFINITION_BONUS = 0.3
 # Candidates embedded per answer: a cold answer (chunks never seen) costs one batch of this
 # many sentences. With the pre-selection above, dev-split scores were the same for 12, 16 and
 # all sentences, lower for 8.
@@ -265,6 +269,22 @@ def answer_tokens(pieces: list[str]) -> list[str]:
     return tokens
 
 
+def _defining(query: str, hits: list[Hit]) -> frozenset[str]:
+    """The sentences of ``hits`` that define what a "what is X?" ``query`` asks about
+    (rag.definitions), as the sentence splitter cuts them."""
+    from rag.definitions import definitions_in
+
+    found = definitions_in(query, hits)
+    if not found:
+        return frozenset()
+    return frozenset(
+        sentence.text
+        for hit in hits
+        for sentence in cached_sentences(hit.chunk.text)
+        if any(sentence.text in definition or definition in sentence.text for definition in found)
+    )
+
+
 class ExtractiveGenerator:
     """Answers with verbatim context sentences chosen by embedding similarity to the question
     plus the share of question words they repeat."""
@@ -333,7 +353,14 @@ class ExtractiveGenerator:
         # Only the most promising sentences are embedded (cached per sentence), so an answer
         # costs one small batch even when its chunks were never seen before. Promise is cheap:
         # question words, then the block's rank and the line penalty.
-        pool.sort(key=lambda p: (-(p[0] - RANK_PRIOR * (p[2] - 1) - p[1]), p[2], p[3].start))
+        defines = _defining(query, hits)
+        pool.sort(
+            key=lambda p: (
+                -(p[0] - RANK_PRIOR * (p[2] - 1) - p[1] + (p[3].text in defines)),
+                p[2],
+                p[3].start,
+            )
+        )
         pool = pool[: self.max_embedded]
         vectors = self.sentences.embed_texts([p[3].text for p in pool])
         query_vector = self.embedder.embed_query(query)
@@ -345,7 +372,8 @@ class ExtractiveGenerator:
                 float(vector @ query_vector)
                 + self.lexical_weight * overlap
                 - penalty
-                + self._source_bonus(hits[n - 1]),
+                + self._source_bonus(hits[n - 1])
+                + DEFINITION_BONUS * (quote.text in defines),
             )
             for (overlap, penalty, n, quote), vector in zip(pool, vectors, strict=True)
         ]

@@ -295,3 +295,25 @@ def test_an_answer_embeds_at_most_max_embedded_sentences(embedder) -> None:
     assert sentences.batches == [MAX_EMBEDDED]
     # The answer sentence survives the cheap pre-selection among 40 look-alikes.
     assert "reduces overfitting" in answer.text
+
+
+def test_the_sentence_that_defines_what_is_asked_leads_the_answer(generator) -> None:
+    # "whats lora" was answered with LoRA-FA's and rank_pattern's lines from the first hits,
+    # beside the guide's definition in the last one.
+    options = Chunk(
+        id="a#1",
+        doc_id="a",
+        text="LoRA training can be more effective and efficient using LoRA-FA with LoRA. "
+        "By default, all layers targeted with LoRA will have the same rank r.",
+    )
+    guide = Chunk(
+        id="b#0",
+        doc_id="b",
+        text="Low-Rank Adaptation (LoRA) is a PEFT method that decomposes a large matrix into "
+        "two smaller low-rank matrices.",
+    )
+    hits = [Hit(options, 0.9, 1, "hybrid"), Hit(guide, 0.8, 2, "hybrid")]
+    first = split_answer(generator.generate("whats lora", hits).text)[0]
+    assert first.text.startswith(
+        "Low-Rank Adaptation (LoRA) is a PEFT method"
+    ) and first.numbers == [2]
