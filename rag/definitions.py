@@ -157,3 +157,16 @@ def definitions_in(question: str, hits: Sequence[Hit]) -> list[str]:
     found = [definitions_of(hit.chunk.text, term) for hit in hits]
     ordered = sorted((f for f in found if f[0]), key=lambda f: -f[0])
     return [sentence for _, sentences in ordered for sentence in sentences]
+
+
+def unnamed_term(question: str, cited_passages: Sequence[str]) -> list[str]:
+    """``[term]`` when ``question`` asks what a term is and none of ``cited_passages`` names
+    it; else []. A definition comes from a passage about the thing: "what is flash
+    attention" was answered "Flash attention is a technique introduced in the Transformer
+    architecture (2017) …", citing the page's line on self-attention, which never says
+    "flash"."""
+    term = defined_term(question)
+    if term is None or not cited_passages:
+        return []
+    named = re.compile(rf"(?<![\w-])(?:{_spellings(term)})", re.I)
+    return [] if any(named.search(passage) for passage in cited_passages) else [term]

@@ -428,7 +428,8 @@ class RAG:
         """Cite and verify a generator's answer against the context it saw (invalid markers
         removed, invented specifics dropped, uncited claims cited, support scored; rag.verify),
         then decide whether it is an answer at all (rag.abstention)."""
-        from rag.verify import verify
+        from rag.definitions import unnamed_term
+        from rag.verify import cited_blocks, verify
 
         context, cache = retrieval.context, self.shared.sentences
         text, removed = clean_markers(raw.text, len(context))
@@ -455,8 +456,11 @@ class RAG:
             unstated=[*checked.unstated, *self.unsourced_page(valid, checked.text, context)],
             # The question as asked: the heuristic condenser appends words of earlier turns
             # ("… StandardScaler KNNImputer"), which the cited block need not name.
-            missing_terms=self.cited_missing_terms(
-                spell_out(valid.question), checked.text, context, retrieval.hits
+            missing_terms=(
+                *self.cited_missing_terms(
+                    spell_out(valid.question), checked.text, context, retrieval.hits
+                ),
+                *unnamed_term(spell_out(valid.question), cited_blocks(checked.text, context)),
             ),
         )
         if decision.abstain:

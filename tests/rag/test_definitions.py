@@ -11,6 +11,7 @@ from rag.definitions import (
     defined_term,
     definitions_in,
     definitions_of,
+    unnamed_term,
     with_definition,
 )
 from rag.types import Chunk, Hit
@@ -139,3 +140,15 @@ def test_definitions_in_the_hits_strongest_first() -> None:
         "LoRA: add small trainable rank-decomposition matrices",
     ]
     assert definitions_in("how does lora work", hits) == []
+
+
+def test_a_definition_must_cite_a_passage_naming_the_term() -> None:
+    # "what is flash attention" was answered from a line on self-attention.
+    attention = ["The Transformer replaced recurrence with self-attention."]
+    assert unnamed_term("what is flash attention", attention) == ["flash attention"]
+    assert unnamed_term("what is flash attention", ["Flash-attention is a kernel."]) == []
+    assert unnamed_term("whats a kd tree", ["from scipy.spatial import KDTree"]) == []
+    assert unnamed_term("what are tensors", ["A tensor is an array."]) == []
+    # Not a definition question, or nothing cited: other checks decide.
+    assert unnamed_term("how does flash attention work", attention) == []
+    assert unnamed_term("what is flash attention", []) == []

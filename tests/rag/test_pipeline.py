@@ -296,6 +296,24 @@ def test_cited_blocks_must_name_the_rare_terms_of_the_question(
     assert not on_topic.abstained and on_topic.citations[0].section == "LoRA"
 
 
+def test_a_definition_comes_from_a_block_that_names_the_term(
+    rag_pipeline: RAG, monkeypatch
+) -> None:
+    # By hand: "what is flash attention" got "Flash attention is a technique … [2]" citing
+    # the page's line on self-attention, which never says "flash".
+    text = "Early stopping is a technique that randomly sets activations to zero [1]."
+    _use(rag_pipeline, ScriptedGenerator(text), monkeypatch)
+    answer = rag_pipeline.ask("what is early stopping?", retriever="dense", k=1)
+    assert answer.abstained and answer.citations == []
+    _use(
+        rag_pipeline,
+        ScriptedGenerator("Dropout randomly sets activations to zero [1]."),
+        monkeypatch,
+    )
+    named = rag_pipeline.ask("what is dropout?", retriever="dense", k=1)
+    assert not named.abstained and named.citations[0].section == "Dropout"
+
+
 def test_a_rare_term_named_by_a_retrieved_chunk_the_context_cut_left_out_counts(
     rag_pipeline: RAG,
 ) -> None:
