@@ -215,6 +215,12 @@ def drop_orphans(original: str, text: str) -> tuple[str, list[str]]:
     return _without(text, orphans)
 
 
+# Support below which a cited block has nothing to do with the sentence citing it: "It is a
+# type of gradient boosting algorithm that uses decision trees [2]" cited a SymPy block whose
+# best line is "x + 1" (support 0.09). Such a sentence is treated as citing nothing.
+UNRELATED_CITATION = 0.2
+
+
 def _checked_citation(
     sentence: AnswerSentence,
     blocks: list[str],
@@ -237,7 +243,11 @@ def _checked_citation(
         candidates = list(range(1, len(blocks) + 1))
     best = max(candidates, key=lambda n: scores[n - 1])
     if not kept:
-        return [best] if stating is not None or scores[best - 1] >= floor else None
+        if stating is not None or scores[best - 1] >= floor:
+            return [best]
+        if cited and max(scores[n - 1] for n in cited) < UNRELATED_CITATION:
+            return []  # cites only blocks unrelated to it: as good as citing nothing
+        return None
     # An uncited block that supports the sentence better is cited beside the kept ones (the
     # model copied a line from [1] and cited [2]: the reader should find the line).
     if best not in kept and scores[best - 1] > max(scores[n - 1] for n in kept):
@@ -257,8 +267,9 @@ def recite(
     instead, when that one reaches ``floor`` (small models often cite the wrong block number);
     a sentence citing several blocks keeps those that support it, and is also given the block
     that supports it best when that one is uncited; a sentence stating a number cites a block
-    that states it. Returns the text and the number of sentences whose
-    citations were added, replaced or narrowed."""
+    that states it; a sentence citing only blocks unrelated to it (below UNRELATED_CITATION)
+    and supported by none loses its markers, so :func:`drop_uncited` drops it. Returns the text
+    and the number of sentences whose citations were added, replaced, narrowed or removed."""
     # Code lines are not cited one by one: a marker inside a code block breaks the code.
     sentences = [s for s in split_answer(text) if s.plain and not s.is_code]
     if not sentences or not context:
@@ -272,8 +283,8 @@ def recite(
         body = MARKER_WITH_SPACE.sub("", sentence.text).rstrip()
         stop = body[-1] if body and body[-1] in ".!?" else ""
         body = body[: len(body) - len(stop)].rstrip()
-        markers = "".join(f"[{n}]" for n in keep)
-        edits.append((sentence.start, sentence.end, sentence.text, f"{body} {markers}{stop}"))
+        markers = " " + "".join(f"[{n}]" for n in keep) if keep else ""
+        edits.append((sentence.start, sentence.end, sentence.text, f"{body}{markers}{stop}"))
     for start, end, old, new in sorted(edits, reverse=True):
         trailing = old[len(old.rstrip()) :]
         text = text[:start] + new + trailing + text[end:]

@@ -306,3 +306,19 @@ def test_a_sentence_no_block_supports_is_dropped(embedder) -> None:
     # The first sentence is given the block that supports it; the second has none and goes.
     assert checked.text.strip() == "PR-AUC is the better metric for imbalanced fraud detection [2]."
     assert checked.invented == ["Banks were the first to adopt it for their ledgers."]
+
+
+def test_a_sentence_citing_only_an_unrelated_block_is_dropped(embedder) -> None:
+    # By hand: "what is xgboost" got "It is a type of gradient boosting algorithm that uses
+    # decision trees as its base learners. [2]" citing a SymPy block (its best line "x + 1").
+    from rag.types import Chunk, Hit
+
+    sympy = Hit(Chunk(id="s", doc_id="s", text="x = symbols('x')\nexpr = x + 1\nprint(expr)"), 0.5, 2, "dense")  # fmt: skip
+    hits = [*hits_for("Evaluation Metrics"), sympy]
+    answer = (
+        "PR-AUC is the better metric for imbalanced fraud detection [1]. "
+        "It was invented by bankers in the nineteenth century [2]."
+    )
+    checked = verify(answer, hits, "PR-AUC or ROC-AUC for fraud?", embedder, 0.5)
+    assert checked.text.strip() == "PR-AUC is the better metric for imbalanced fraud detection [1]."
+    assert checked.invented == ["It was invented by bankers in the nineteenth century."]
