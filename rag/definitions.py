@@ -73,7 +73,8 @@ def defined_term(question: str) -> str | None:
             continue
         term = _OWNER.sub("", _SCOPE.sub("", match.group("term").strip()))
         words = term.split()
-        if 0 < len(words) <= MAX_TERM_WORDS and not _NOT_A_TERM.search(term):
+        # "celery apply_async countdown=60 expires=120 meaning" asks what code does.
+        if 0 < len(words) <= MAX_TERM_WORDS and not _NOT_A_TERM.search(term) and "=" not in term:
             return term
     return None
 
@@ -169,4 +170,9 @@ def unnamed_term(question: str, cited_passages: Sequence[str]) -> list[str]:
     if term is None or not cited_passages:
         return []
     named = re.compile(rf"(?<![\w-])(?:{_spellings(term)})", re.I)
-    return [] if any(named.search(passage) for passage in cited_passages) else [term]
+    if any(named.search(passage) for passage in cited_passages):
+        return []
+    # Or each of its words, in any order or spelling ("kd tree" in ``KDTree``).
+    text = " ".join(cited_passages).lower()
+    words = [w for w in re.split(r"[\s\-()]+", term.lower()) if w]
+    return [] if all(word in text for word in words) else [term]
