@@ -297,15 +297,21 @@ def test_a_sentence_no_block_supports_is_dropped(embedder) -> None:
     kept, dropped = drop_uncited(text)
     assert dropped == ["It is used by every bank in Europe."]
     assert kept.startswith("PR-AUC is the better metric [2].") and "x = 1" in kept  # code stays
-    hits = hits_for("Regularization", "Evaluation Metrics")
-    answer = (
-        "PR-AUC is the better metric for imbalanced fraud detection. "
-        "Banks were the first to adopt it for their ledgers."
-    )
-    checked = verify(answer, hits, "PR-AUC or ROC-AUC for fraud?", embedder, 0.5)
     # The first sentence is given the block that supports it; the second has none and goes.
-    assert checked.text.strip() == "PR-AUC is the better metric for imbalanced fraud detection [2]."
-    assert checked.invented == ["Banks were the first to adopt it for their ledgers."]
+    _assert_verified(
+        embedder,
+        hits_for("Regularization", "Evaluation Metrics"),
+        "PR-AUC is the better metric for imbalanced fraud detection. "
+        "Banks were the first to adopt it for their ledgers.",
+        "PR-AUC is the better metric for imbalanced fraud detection [2].",
+        "Banks were the first to adopt it for their ledgers.",
+    )
+
+
+def _assert_verified(embedder, hits, answer: str, kept: str, dropped: str) -> None:
+    checked = verify(answer, hits, "PR-AUC or ROC-AUC for fraud?", embedder, 0.5)
+    assert checked.text.strip() == kept
+    assert checked.invented == [dropped]
 
 
 def test_a_sentence_citing_only_an_unrelated_block_is_dropped(embedder) -> None:
@@ -314,11 +320,11 @@ def test_a_sentence_citing_only_an_unrelated_block_is_dropped(embedder) -> None:
     from rag.types import Chunk, Hit
 
     sympy = Hit(Chunk(id="s", doc_id="s", text="x = symbols('x')\nexpr = x + 1\nprint(expr)"), 0.5, 2, "dense")  # fmt: skip
-    hits = [*hits_for("Evaluation Metrics"), sympy]
-    answer = (
+    _assert_verified(
+        embedder,
+        [*hits_for("Evaluation Metrics"), sympy],
         "PR-AUC is the better metric for imbalanced fraud detection [1]. "
-        "It was invented by bankers in the nineteenth century [2]."
+        "It was invented by bankers in the nineteenth century [2].",
+        "PR-AUC is the better metric for imbalanced fraud detection [1].",
+        "It was invented by bankers in the nineteenth century.",
     )
-    checked = verify(answer, hits, "PR-AUC or ROC-AUC for fraud?", embedder, 0.5)
-    assert checked.text.strip() == "PR-AUC is the better metric for imbalanced fraud detection [1]."
-    assert checked.invented == ["It was invented by bankers in the nineteenth century."]
