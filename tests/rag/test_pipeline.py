@@ -202,16 +202,19 @@ def test_invalid_markers_from_the_generator_are_removed_and_counted(
 def test_strict_mode_drops_unsupported_sentences(rag_pipeline: RAG, monkeypatch) -> None:
     text = (
         "PR-AUC focuses on the rare positive class and is the better metric for fraud [1]. "
-        "Cats are wonderful companions for everyone who lives alone [1]."
+        "Banks report PR-AUC to their regulators every quarter [1]."
     )
+    # The second sentence is about the block it cites (support ~0.3) but not supported by it:
+    # shown and flagged by default, dropped in strict mode. (One citing a block it has nothing
+    # to do with is dropped either way: tests/rag/test_specifics.py.)
     _use(rag_pipeline, ScriptedGenerator(text), monkeypatch)
     lenient = rag_pipeline.ask(FRAUD, retriever="dense")
     strict = rag_pipeline.ask(FRAUD, retriever="dense", strict=True)
-    assert "Cats" in lenient.text and lenient.unsupported == [
-        "Cats are wonderful companions for everyone who lives alone."
+    assert "Banks" in lenient.text and lenient.unsupported == [
+        "Banks report PR-AUC to their regulators every quarter."
     ]
     assert (
-        "Cats" not in strict.text
+        "Banks" not in strict.text
         and strict.text.startswith("PR-AUC focuses")
         and not strict.abstained
     )
