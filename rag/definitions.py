@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from rag.types import Chunk, Hit
@@ -89,6 +90,7 @@ def _spellings(term: str) -> str:
     )
 
 
+@lru_cache(maxsize=256)  # built once per term, not once per chunk searched
 def _patterns(term: str) -> tuple[tuple[int, re.Pattern[str]], ...]:
     spelled = rf"{_MARK}(?:{_spellings(term)}){_MARK}"
     flags = re.I | re.M
